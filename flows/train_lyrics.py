@@ -1,0 +1,67 @@
+"""Prefect flow `train-lyrics`: clean → tokenize → split → vocab → train → evaluate → register.
+
+    python -m flows.train_lyrics [--params params.yaml] [--set lyrics.model.cell=gru ...]
+
+The stages are the same functions `dvc repro` runs, so both give the same artifacts. The flow run
+and its MLflow run carry each other's ids (MLflow tag `prefect.flow_run_id`, Prefect artifact
+`mlflow-run`).
+"""
+
+import argparse
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from tasks import clean, evaluate, register, split, tokenize, train, vocab
+from tasks.clean import corpus_files
+from tasks.cli import run_cli
+from tasks.params import load_params, parse_set_args
+
+# Retries only where a retry can help: a re-run of train resumes from its epoch checkpoint, and
+# register may meet a busy SQLite store ("database is locked") when runs overlap.
+clean_task = task(clean.run, name="clean", cache_policy=NO_CACHE)
+tokenize_task = task(tokenize.run, name="tokenize", cache_policy=NO_CACHE)
+split_task = task(split.run, name="split", cache_policy=NO_CACHE)
+vocab_task = task(vocab.run, name="vocab", cache_policy=NO_CACHE)
+train_task = task(train.run, name="train", retries=1, cache_policy=NO_CACHE)
+evaluate_task = task(evaluate.run, name="evaluate", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+register_task = task(register.run, name="register", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+
+
+@flow(name="train-lyrics", log_prints=True)
+def train_lyrics(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
+    """Run the lyrics pipeline; `overrides` maps dotted params keys to values, e.g.
+    {"lyrics.model.cell": "gru", "lyrics.train.epochs": 5}."""
+    params = load_params(params_file, overrides)
+    tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
+    clean_task(params)
+    tokenize_task(params)
+    split_task(params)
+    vocab_task(params)
+    trained = train_task(params, extra_tags=tags)
+    create_markdown_artifact(key="mlflow-run", markdown=f"MLflow run `{trained['run_id']}` "
+                             f"(experiment `{params.tracking.experiment}`)", description="Tracking run of this flow run")
+    metrics = evaluate_task(params)
+    registered = register_task(params, extra_tags=tags)
+    return {"run_id": trained["run_id"], "metrics": metrics, "registered": registered}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the train-lyrics flow on Prefect (ephemeral API by default).")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param (repeatable)")
+    args = parser.parse_args()
+    overrides = parse_set_args(args.set)
+    # Fail on bad params or a missing corpus before Prefect starts, with one line and no traceback.
+    corpus_files(load_params(args.params, overrides).lyrics.corpus)
+    result = train_lyrics(params_file=args.params, overrides=overrides)
+    m = result["metrics"]
+    print(f"test perplexity {m['test_perplexity']:.1f} (Kneser-Ney {m['kneser_ney_perplexity']:.1f}); "
+          f"{result['registered']['model_name']} v{result['registered']['version']}: {result['registered']['reason']}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,1 @@
+"""Stage modules of the pipeline: plain Python, runnable as `python -m tasks.<stage>`."""

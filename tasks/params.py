@@ -1,0 +1,181 @@
+"""Load params.yaml, apply `key.path=value` overrides, and validate every value up front.
+
+Validation happens before any stage touches data, so a typo such as `model.cell: lstn` fails in
+a second with the key named, not after ten minutes of training.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tasks.errors import PipelineError
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos more often than not: reject them with the key named.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Tracking(_Section):
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "lyrics-lm"
+
+
+class CleanLyrics(_Section):
+    output: str
+    report: str
+    drop_annotations: bool = True
+    drop_lrc_tags: bool = True
+    drop_credits: bool = True
+    to_halfwidth: bool = True
+    to_simplified: bool = True
+    min_chars: int = Field(2, ge=1)
+    drop_repeated: Literal["all", "consecutive", "none"] = "all"
+
+
+class Tokenize(_Section):
+    input: str
+    output: str
+    level: Literal["word", "char"] = "word"
+    hmm: bool = True
+    user_dict: str | None = None
+
+
+class Split(_Section):
+    input: str
+    output: str
+    block_lines: int = Field(40, ge=1)
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0, lt=0.5)
+    seed: int = 13
+
+
+class Vocab(_Section):
+    input: str
+    output: str
+    min_freq: int = Field(1, ge=1)
+    max_size: int = Field(20000, ge=10)
+
+
+class Model(_Section):
+    cell: Literal["rnn", "gru", "lstm"] = "lstm"
+    embedding_size: int = Field(256, ge=1)
+    hidden_size: int = Field(256, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.4, ge=0, lt=1)
+    tie_weights: bool = True
+
+    @model_validator(mode="after")
+    def _tied_sizes_match(self) -> "Model":
+        if self.tie_weights and self.embedding_size != self.hidden_size:
+            raise ValueError("tie_weights needs embedding_size == hidden_size")
+        return self
+
+
+class Train(_Section):
+    output_dir: str
+    history: str
+    checkpoint_dir: str
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 13
+    batch_size: int = Field(32, ge=1)
+    bptt: int = Field(35, ge=2)
+    epochs: int = Field(40, ge=1)
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    lr: float = Field(0.003, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    clip: float = Field(0.5, gt=0)
+    scheduler: Literal["plateau", "cosine"] = "plateau"
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(1, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    early_stopping_patience: int = Field(4, ge=1)
+    max_minutes: float = Field(7, gt=0)
+
+
+class Evaluate(_Section):
+    output_dir: str
+    metrics: str
+    ngram_order: int = Field(3, ge=1, le=6)
+    sample_starts: list[str] = ["分手"]
+    sample_length: int = Field(40, ge=1)
+    temperature: float = Field(0.8, gt=0)
+    top_k: int = Field(20, ge=0)
+    seed: int = 13
+
+
+class Register(_Section):
+    model_name: str = "lyrics-lm"
+    output: str
+    alias: str = "champion"
+
+
+class LyricsParams(_Section):
+    corpus: str
+    clean: CleanLyrics
+    tokenize: Tokenize
+    split: Split
+    vocab: Vocab
+    model: Model
+    train: Train
+    evaluate: Evaluate
+    # `register` would shadow BaseModel's ABC `register` method, hence the alias.
+    registry: Register = Field(alias="register")
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="allow")  # other tasks' sections are validated by their own models
+    tracking: Tracking = Tracking()
+    lyrics: LyricsParams
+
+
+def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
+    """Set dotted keys (`lyrics.model.cell`) in a nested dict; string values are parsed as YAML."""
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise PipelineError(f"override {dotted}: no section {key!r} in params; check the key")
+            node = node[key]
+        node[leaf] = yaml.safe_load(value) if isinstance(value, str) else value
+    return raw
+
+
+def parse_set_args(pairs: list[str] | None) -> dict[str, str]:
+    """`["a.b=1", "c=x"]` (the CLI's repeated --set) → {"a.b": "1", "c": "x"}."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise PipelineError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set lyrics.model.cell=gru")
+        out[key.strip()] = value
+    return out
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: params file not found; run from the project root or pass --params PATH")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from exc
+    raw = apply_overrides(raw, overrides or {})
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        raise PipelineError(f"{path}: {key}: {err['msg']}{got}; fix this key in params.yaml") from exc
+
+
+def params_hash(section: BaseModel) -> str:
+    """Stable hash of a params section, for lineage tags and resume checks."""
+    blob = json.dumps(section.model_dump(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,46 @@
+"""MLflow pyfunc wrappers: the served model takes raw text, since tokenizer, vocab and weights
+are packaged inside it (the checkpoint is self-describing)."""
+
+import os
+
+import mlflow
+import pandas as pd
+
+from tasks.errors import PipelineError
+
+SAMPLING_DEFAULTS = {"length": 50, "temperature": 0.8, "top_k": 20, "top_p": 1.0, "seed": -1}
+
+
+class LyricsGenerator(mlflow.pyfunc.PythonModel):
+    """Input: a `start` column of start words. Output: `start` and generated `lyrics`.
+    Sampling is set per call through params (length, temperature, top_k, top_p, seed; seed -1 = random)."""
+
+    def load_context(self, context) -> None:
+        from tasks.generate import load_checkpoint
+
+        self.model, self.vocab, self.tokenizer = load_checkpoint(context.artifacts["checkpoint"])
+
+    def predict(self, context, model_input, params=None):
+        from tasks.generate import generate_text
+
+        p = {**SAMPLING_DEFAULTS, **(params or {})}
+        starts = model_input["start"].tolist() if isinstance(model_input, pd.DataFrame) else list(model_input)
+        lyrics = [
+            generate_text(self.model, self.vocab, self.tokenizer, str(start), int(p["length"]),
+                          temperature=float(p["temperature"]), top_k=int(p["top_k"]), top_p=float(p["top_p"]),
+                          seed=None if int(p["seed"]) < 0 else int(p["seed"]) + i)
+            for i, start in enumerate(starts)
+        ]
+        return pd.DataFrame({"start": starts, "lyrics": lyrics})
+
+
+def load_pyfunc(uri: str):
+    """Load a model URI against MLFLOW_TRACKING_URI (default: the project's SQLite store)."""
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise PipelineError(
+            f"cannot load {uri} from {mlflow.get_tracking_uri()} ({str(exc).splitlines()[0]}); "
+            "train and register one with `make run`, or pass --model PATH/TO/model.pt"
+        ) from exc

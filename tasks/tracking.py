@@ -1,0 +1,50 @@
+"""MLflow wiring: one run per pipeline execution. The train stage opens it and writes its id to
+`<train.output_dir>/mlflow_run.json`; evaluate and register read that file and log to the same run."""
+
+import json
+import os
+from pathlib import Path
+
+import mlflow
+
+from tasks.atomic import write_json
+
+
+def configure(params) -> None:
+    """MLFLOW_TRACKING_URI wins; else params' `tracking.uri` (an SQLite file at the project root)."""
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.uri)
+    mlflow.set_experiment(params.tracking.experiment)
+
+
+def start_run(params, tags: dict[str, str], run_id: str | None = None) -> str:
+    """Open (or, when resuming a killed training, reopen) the pipeline's run; returns its id."""
+    configure(params)
+    if run_id:
+        return run_id
+    with mlflow.start_run(tags=tags) as run:
+        return run.info.run_id
+
+
+def run_id_file(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "mlflow_run.json"
+
+
+def save_run_id(output_dir: str | Path, run_id: str) -> None:
+    write_json({"run_id": run_id, "tracking_uri": mlflow.get_tracking_uri()}, run_id_file(output_dir))
+
+
+def load_run_id(output_dir: str | Path) -> str:
+    return json.loads(run_id_file(output_dir).read_text())["run_id"]
+
+
+def epoch_logger(run_id: str):
+    """The `on_epoch_end` callback that sends one epoch's numbers to MLflow."""
+    client = mlflow.MlflowClient()
+
+    def on_epoch_end(row: dict) -> None:
+        step = int(row["epoch"])
+        for key, value in row.items():
+            if key != "epoch":
+                client.log_metric(run_id, key, float(value), step=step)
+
+    return on_epoch_end
