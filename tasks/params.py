@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from tasks.errors import PipelineError
 
 
+# Field defaults mirror params.yaml (the source users edit); they serve code that builds a section
+# directly, e.g. tests and notebooks.
 class _Section(BaseModel):
     # Unknown keys are typos more often than not: reject them with the key named.
     model_config = ConfigDict(extra="forbid")
@@ -34,7 +36,7 @@ class CleanLyrics(_Section):
     to_halfwidth: bool = True
     to_simplified: bool = True
     min_chars: int = Field(2, ge=1)
-    drop_repeated: Literal["all", "consecutive", "none"] = "all"
+    drop_repeated: Literal["all", "consecutive", "none"] = "consecutive"
 
 
 class Tokenize(_Section):
@@ -48,7 +50,7 @@ class Tokenize(_Section):
 class Split(_Section):
     input: str
     output: str
-    block_lines: int = Field(40, ge=1)
+    block_lines: int = Field(200, ge=1)
     val_fraction: float = Field(0.1, gt=0, lt=0.5)
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
     seed: int = 13
@@ -57,7 +59,7 @@ class Split(_Section):
 class Vocab(_Section):
     input: str
     output: str
-    min_freq: int = Field(1, ge=1)
+    min_freq: int = Field(2, ge=1)
     max_size: int = Field(20000, ge=10)
 
 
@@ -66,7 +68,7 @@ class Model(_Section):
     embedding_size: int = Field(256, ge=1)
     hidden_size: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
-    dropout: float = Field(0.4, ge=0, lt=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
     tie_weights: bool = True
 
     @model_validator(mode="after")
@@ -82,19 +84,19 @@ class Train(_Section):
     checkpoint_dir: str
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 13
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(16, ge=1)
     bptt: int = Field(35, ge=2)
     epochs: int = Field(40, ge=1)
     optimizer: Literal["adam", "adamw"] = "adamw"
-    lr: float = Field(0.003, gt=0)
+    lr: float = Field(0.002, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     clip: float = Field(0.5, gt=0)
     scheduler: Literal["plateau", "cosine"] = "plateau"
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     plateau_patience: int = Field(1, ge=0)
     warmup_epochs: int = Field(1, ge=0)
-    early_stopping_patience: int = Field(4, ge=1)
-    max_minutes: float = Field(7, gt=0)
+    early_stopping_patience: int = Field(5, ge=1)
+    max_minutes: float = Field(5, gt=0)
 
 
 class Evaluate(_Section):

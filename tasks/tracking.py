@@ -25,6 +25,12 @@ def start_run(params, tags: dict[str, str], run_id: str | None = None) -> str:
         return run.info.run_id
 
 
+def log_params(run_id: str, params: dict) -> None:
+    """Log params to the run; a resumed run re-logs identical values, which MLflow accepts."""
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_params(params)
+
+
 def run_id_file(output_dir: str | Path) -> Path:
     return Path(output_dir) / "mlflow_run.json"
 

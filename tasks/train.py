@@ -182,11 +182,11 @@ def run(params, extra_tags: dict[str, str] | None = None) -> dict:
     run_id = tracking.start_run(params, tags, run_id=_resumable_run_id(checkpoint, fingerprint))
     with atomic_path(Path(cfg.checkpoint_dir) / "run_id") as tmp:  # a resumed run logs to the same MLflow run
         tmp.write_text(f"{fingerprint} {run_id}")
-    import mlflow
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_params({f"model.{k}": v for k, v in lp.model.model_dump().items()})
-        mlflow.log_params({f"train.{k}": v for k, v in cfg.model_dump().items() if k not in ("output_dir", "history", "checkpoint_dir")})
-        mlflow.log_params({"vocab.size": len(vocab), "data.train_tokens": train_data.numel(), "device": str(device)})
+    tracking.log_params(run_id, {
+        **{f"model.{k}": v for k, v in lp.model.model_dump().items()},
+        **{f"train.{k}": v for k, v in cfg.model_dump().items() if k not in ("output_dir", "history", "checkpoint_dir")},
+        "vocab.size": len(vocab), "data.train_tokens": train_data.numel(), "device": str(device),
+    })
     history = train_language_model(model, train_data, val_data, cfg, device, tracking.epoch_logger(run_id), checkpoint, fingerprint)
 
     out = Path(cfg.output_dir)
