@@ -40,9 +40,12 @@ def clean_lines(lines: list[str], cfg) -> tuple[list[int], list[str], dict]:
     """Apply the rules to one file's lines. Returns the kept line numbers (1-based), their cleaned
     text, and per-rule counts {"rule": {"changed": n, "dropped": n}}."""
     rules = lyric_rules(cfg)
-    counts = {name: Counter() for name, _ in rules}
+    counts = {"blank": Counter(), **{name: Counter() for name, _ in rules}}
     kept_no, kept = [], []
     for no, line in enumerate(lines, start=1):
+        if not line.strip():
+            counts["blank"]["dropped"] += 1  # song separators, not a rule's doing
+            continue
         for name, rule in rules:
             new = rule(line)
             if not new:

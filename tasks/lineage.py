@@ -8,11 +8,14 @@ from tasks.params import params_hash
 
 
 def git_commit() -> str:
-    """HEAD's commit, with `-dirty` when tracked files differ from it; `unknown` outside git."""
+    """HEAD's commit, with `-dirty` when tracked files differ from it; `unknown` outside git.
+    Asked of the repository holding this code, not of the working directory a stage runs in."""
+    code_dir = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=code_dir).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+                               capture_output=True, text=True, check=True, cwd=code_dir).stdout.strip()
         return f"{sha}-dirty" if dirty else sha
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
