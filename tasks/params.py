@@ -65,7 +65,7 @@ class Vocab(_Section):
 
 class Model(_Section):
     cell: Literal["rnn", "gru", "lstm"] = "lstm"
-    embedding_size: int = Field(256, ge=1)
+    embedding_size: int | None = Field(None, ge=1)  # None: same as hidden_size
     hidden_size: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
@@ -73,6 +73,8 @@ class Model(_Section):
 
     @model_validator(mode="after")
     def _tied_sizes_match(self) -> "Model":
+        if self.embedding_size is None:  # so `-S lyrics.model.hidden_size=512` alone just works
+            self.embedding_size = self.hidden_size
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise ValueError("tie_weights needs embedding_size == hidden_size")
         return self
@@ -96,7 +98,7 @@ class Train(_Section):
     plateau_patience: int = Field(1, ge=0)
     warmup_epochs: int = Field(1, ge=0)
     early_stopping_patience: int = Field(5, ge=1)
-    max_minutes: float = Field(5, gt=0)
+    max_minutes: float = Field(4, gt=0)
 
 
 class Evaluate(_Section):
