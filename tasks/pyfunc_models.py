@@ -20,7 +20,7 @@ class LyricsGenerator(mlflow.pyfunc.PythonModel):
 
         self.model, self.vocab, self.tokenizer = load_checkpoint(context.artifacts["checkpoint"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from tasks.generate import generate_text
 
         p = {**SAMPLING_DEFAULTS, **(params or {})}
