@@ -22,7 +22,7 @@ from tasks.atomic import atomic_path, write_text
 from tasks.batching import batchify, get_batch, lm_stream
 from tasks.cli import stage_main
 from tasks.errors import PipelineError
-from tasks.lineage import lineage_tags
+from tasks.lineage import file_md5, lineage_tags
 from tasks.models import RNNLanguageModel, detach_hidden
 from tasks.params import params_hash
 from tasks.vocab import load_vocab, tokens_by_split
@@ -175,7 +175,8 @@ def run(params, extra_tags: dict[str, str] | None = None) -> dict:
     model_args = {"vocab_size": len(vocab), **lp.model.model_dump()}
     model = RNNLanguageModel(**model_args)
     device = pick_device(cfg.device)
-    fingerprint = f"{params_hash(lp.model)}-{params_hash(cfg)}-{vocab.hash}"
+    # A checkpoint is resumed only for the same model, loop settings, vocabulary and split.
+    fingerprint = f"{params_hash(lp.model)}-{params_hash(cfg)}-{vocab.hash}-{file_md5(lp.split.output)[:12]}"
     checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
 
     tags = {**lineage_tags(params, lp), **(extra_tags or {})}
