@@ -17,6 +17,8 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
+# Stage logs in Prefect's output and UI, also in the subprocesses a served deployment starts.
+export PREFECT_LOGGING_EXTRA_LOGGERS ?= tasks
 
 LYRICS_STAGES := lyrics-clean lyrics-tokenize lyrics-split lyrics-vocab lyrics-train lyrics-evaluate lyrics-register
 
