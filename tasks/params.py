@@ -168,8 +168,8 @@ class ClassifierModel(_Section):
     hidden_size: int = Field(64, ge=1)
     num_layers: int = Field(1, ge=1)
     bidirectional: bool = True
-    pooling: Literal["attention", "max", "last"] = "attention"
-    dropout: float = Field(0.4, ge=0, lt=1)
+    pooling: Literal["attention", "max", "last"] = "max"
+    dropout: float = Field(0.5, ge=0, lt=1)
     max_len: int = Field(100, ge=1)   # tokens per review; longer ones are truncated (training and predict)
 
 
@@ -194,7 +194,7 @@ class TrainClassifier(_Section):
     monitor: Literal["val_loss", "val_macro_f1"] = "val_macro_f1"  # early stopping / best weights
     class_weights: Literal["auto", "balanced", "none"] = "auto"
     imbalance_ratio: float = Field(1.5, ge=1)  # `auto` weights classes when largest/smallest exceeds this
-    max_minutes: float = Field(4, gt=0)
+    max_minutes: float = Field(5, gt=0)
     num_threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
 
 

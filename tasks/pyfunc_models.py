@@ -2,11 +2,16 @@
 are packaged inside it (the checkpoint is self-describing)."""
 
 import os
+import warnings
 
 import mlflow
 import pandas as pd
 
 from tasks.errors import PipelineError
+
+# These models take DataFrames with a declared signature, not type-hinted inputs; MLflow's hint to
+# add type hints would otherwise print on every import, e.g. before a CLI's one-line error.
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
 
 SAMPLING_DEFAULTS = {"length": 50, "temperature": 0.8, "top_k": 20, "top_p": 1.0, "seed": -1}
 

@@ -1,6 +1,7 @@
 """Tier 2-3, stages on a tiny review corpus in a temp dir: every stage's outputs, champion gating
 against a real SQLite registry, the served pyfunc, and tasks.predict on awkward inputs."""
 
+import io
 import json
 import os
 import subprocess
@@ -93,44 +94,67 @@ def test_pyfunc_takes_raw_text(trained):
     assert model.metadata.get_input_schema().input_names() == ["text"]
 
 
-def test_predict_cli(trained):
-    params, _, tmp = trained
-    model_pt = str(Path(params.reviews.train.output_dir) / "model.pt")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
-
-    def predict(*args, stdin=None):
-        proc = subprocess.run([sys.executable, "-m", "tasks.predict", *args], cwd=ROOT, input=stdin,
-                              capture_output=True, text=True, env=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return proc.stdout.splitlines()
-
-    # Arguments, registry URI (the default model), text format: label, probability, text.
-    lines = predict("房间很干净，服务也好", "送餐太慢了，菜都凉了")
+def test_predict_cli_default_model(trained):
+    """The command as users type it: texts as arguments, the registry's champion by default."""
+    _, _, tmp = trained
+    proc = subprocess.run([sys.executable, "-m", "tasks.predict", "房间很干净，服务也好", "送餐太慢了，菜都凉了"], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
     assert len(lines) == 2
     label, prob, text = lines[0].split("\t")
     assert label in {"0", "1"} and 0.5 <= float(prob) <= 1 and text == "房间很干净，服务也好"
 
-    # stdin, jsonl, tiny batches: one object per input line, in order, awkward lines included.
-    stdin_lines = [t for t in AWKWARD if t.strip()] + ["", "好"]
-    out = predict("-", "--format", "jsonl", "--batch-size", "2", "--model", model_pt, stdin="\n".join(stdin_lines) + "\n")
-    rows = [json.loads(line) for line in out]
-    assert [r["text"] for r in rows] == stdin_lines
-    assert all(set(r) == {"text", "label", "probability"} and r["label"] in (0, 1) for r in rows)
 
-    # A file, read in batches.
-    path = tmp / "in.txt"
-    path.write_text("\n".join(["很好"] * 7) + "\n", encoding="utf-8")
-    assert len(predict("--file", str(path), "--batch-size", "3", "--model", model_pt)) == 7
+def predict_main(monkeypatch, capsys, args, stdin=None):
+    """tasks.predict's CLI in-process (run_cli included): returns (exit code, stdout, stderr)."""
+    from tasks import predict
+    from tasks.cli import run_cli
+
+    monkeypatch.setattr(sys, "argv", ["predict", *args])
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = 0
+    try:
+        run_cli(predict.main)
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_predict_bad_input(trained):
+def test_predict_stdin_jsonl_file_and_awkward_texts(trained, monkeypatch, capsys):
     params, _, tmp = trained
     model_pt = str(Path(params.reviews.train.output_dir) / "model.pt")
+    # stdin, jsonl, tiny batches: one object per input line, in order, awkward lines included.
+    lines = [t for t in AWKWARD if t.strip()] + ["", "好"]
+    code, out, _ = predict_main(monkeypatch, capsys, ["-", "--format", "jsonl", "--batch-size", "2", "--model", model_pt],
+                                stdin="\n".join(lines) + "\n")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["text"] for r in rows] == lines
+    assert all(set(r) == {"text", "label", "probability"} and r["label"] in (0, 1) for r in rows)
+    # A file, read in batches, through the registry URI.
+    path = tmp / "in.txt"
+    path.write_text("\n".join(["很好"] * 7) + "\n", encoding="utf-8")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    code, out, _ = predict_main(monkeypatch, capsys, ["--file", str(path), "--batch-size", "3"])
+    assert code == 0 and len(out.splitlines()) == 7
+    # Arguments with empty, very long and non-Chinese texts: an answer each, never a traceback.
+    code, out, _ = predict_main(monkeypatch, capsys, ["--model", model_pt, "--", *AWKWARD])
+    assert code == 0 and len(out.splitlines()) >= len(AWKWARD)
+
+
+def test_predict_bad_input(trained, monkeypatch, capsys):
+    params, _, tmp = trained
+    model_pt = str(Path(params.reviews.train.output_dir) / "model.pt")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    (tmp / "gbk.txt").write_bytes("很好\n".encode("gbk") * 3)
     for args, message in [(["--file", str(tmp / "missing.txt"), "--model", model_pt], "input file not found"),
+                          (["--file", str(tmp / "gbk.txt"), "--model", model_pt], "not UTF-8"),
+                          ([], "no input"),
                           (["好", "--model", "models:/no-such-model@champion"], "cannot load models:/no-such-model")]:
-        proc = subprocess.run([sys.executable, "-m", "tasks.predict", *args], cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"})
-        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+        code, _, err = predict_main(monkeypatch, capsys, args)
+        assert code == 2 and message in err and err.count("\n") == 1 and err.startswith("error: "), err
 
 
 def test_checkpoint_is_self_describing(trained):
