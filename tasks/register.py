@@ -1,8 +1,9 @@
-"""Stage `register`: log the model as an MLflow pyfunc on raw start words, register it as
-`lyrics-lm` with lineage tags, and move alias `champion` only when it beats the current champion
-on the same test split.
+"""Stage `register`: log the model as an MLflow pyfunc on raw input (start words for `lyrics-lm`,
+review texts for `review-sentiment`), register it with lineage tags, and move alias `champion`
+only when it beats the current champion on the same test split (perplexity: lower is better;
+macro-F1: higher is better).
 
-    python -m tasks.register [--params params.yaml]
+    python -m tasks.register [--task lyrics|reviews] [--params params.yaml]
 """
 
 import json
@@ -18,12 +19,14 @@ from tasks import tracking
 from tasks.atomic import write_json
 from tasks.cli import stage_main
 from tasks.lineage import lineage_tags
-from tasks.pyfunc_models import SAMPLING_DEFAULTS, LyricsGenerator
+from tasks.params import task_section
+from tasks.pyfunc_models import SAMPLING_DEFAULTS, LyricsGenerator, ReviewClassifier
 
 log = logging.getLogger(__name__)
 TASKS_DIR = Path(__file__).resolve().parent
 # What the packaged model needs to run anywhere `mlflow models serve` can install it.
 RUNTIME_PACKAGES = ["torch", "jieba", "pandas", "pyarrow", "pydantic", "pyyaml", "opencc", "mlflow"]
+TASK_PACKAGES = {"lyrics": [], "reviews": ["scikit-learn"]}  # the classifier's code path imports sklearn.metrics
 
 
 def should_promote(new_score: float, new_eval_set: str, champion: dict | None, lower_is_better: bool) -> tuple[bool, str]:
@@ -51,17 +54,17 @@ def current_champion(client: mlflow.MlflowClient, name: str, alias: str) -> dict
 
 def register_version(params, task_params, python_model, artifacts: dict, metrics: dict, score_key: str,
                      lower_is_better: bool, input_example: pd.DataFrame, output_example: pd.DataFrame,
-                     inference_params: dict | None, extra_tags: dict[str, str]) -> dict:
+                     inference_params: dict | None, extra_tags: dict[str, str], task: str = "lyrics") -> dict:
     """Log + register a pyfunc in the pipeline's MLflow run, tag it, and gate the alias on `score_key`."""
     cfg = task_params.registry
-    tracking.configure(params)
+    tracking.configure(params, task)
     client = mlflow.MlflowClient()
     signature = infer_signature(input_example, output_example, params=inference_params)
     with mlflow.start_run(run_id=tracking.load_run_id(task_params.train.output_dir)):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=python_model, artifacts=artifacts, code_paths=[str(TASKS_DIR)],
             signature=signature, input_example=input_example, registered_model_name=cfg.model_name,
-            pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in RUNTIME_PACKAGES],
+            pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in RUNTIME_PACKAGES + TASK_PACKAGES[task]],
         )
     mv_version = str(info.registered_model_version)
     tags = {**lineage_tags(params, task_params), **extra_tags, "score_metric": score_key,
@@ -80,12 +83,24 @@ def register_version(params, task_params, python_model, artifacts: dict, metrics
     return result
 
 
-def run(params, extra_tags: dict[str, str] | None = None) -> dict:
-    lp = params.lyrics
-    metrics = json.loads(Path(lp.evaluate.metrics).read_text())
-    start = lp.evaluate.sample_starts[0]
+def run(params, extra_tags: dict[str, str] | None = None, task: str = "lyrics") -> dict:
+    tp = task_section(params, task)
+    metrics = json.loads(Path(tp.evaluate.metrics).read_text())
+    checkpoint = {"checkpoint": str(Path(tp.train.output_dir) / "model.pt")}
+    if task == "reviews":
+        from tasks.predict import ReviewModel
+
+        examples = ["房间很干净，服务也好", "送餐太慢了，菜都凉了"]
+        labels, probs = ReviewModel(checkpoint["checkpoint"]).predict(examples)
+        return register_version(
+            params, tp, ReviewClassifier(), checkpoint, metrics, score_key="test_macro_f1", lower_is_better=False,
+            input_example=pd.DataFrame({"text": examples}),
+            output_example=pd.DataFrame({"label": labels, "probability": probs}),
+            inference_params=None, extra_tags=extra_tags or {}, task=task,
+        )
+    start = tp.evaluate.sample_starts[0]
     return register_version(
-        params, lp, LyricsGenerator(), {"checkpoint": str(Path(lp.train.output_dir) / "model.pt")}, metrics,
+        params, tp, LyricsGenerator(), checkpoint, metrics,
         score_key="test_perplexity", lower_is_better=True,
         input_example=pd.DataFrame({"start": [start]}),
         output_example=pd.DataFrame({"start": [start], "lyrics": [start + "..."]}),

@@ -12,15 +12,20 @@ from mlflow.entities import Metric
 from tasks.atomic import write_json
 
 
-def configure(params) -> None:
+def experiment_name(params, task: str = "lyrics") -> str:
+    """`tracking.experiment` for lyrics; a task section's own `experiment` (reviews) wins for its task."""
+    return getattr(getattr(params, task, None), "experiment", None) or params.tracking.experiment
+
+
+def configure(params, task: str = "lyrics") -> None:
     """MLFLOW_TRACKING_URI wins; else params' `tracking.uri` (an SQLite file at the project root)."""
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.uri)
-    mlflow.set_experiment(params.tracking.experiment)
+    mlflow.set_experiment(experiment_name(params, task))
 
 
-def start_run(params, tags: dict[str, str], run_id: str | None = None) -> str:
+def start_run(params, tags: dict[str, str], run_id: str | None = None, task: str = "lyrics") -> str:
     """Open (or, when resuming a killed training, reopen) the pipeline's run; returns its id."""
-    configure(params)
+    configure(params, task)
     if run_id:
         return run_id
     with mlflow.start_run(tags=tags) as run:

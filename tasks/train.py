@@ -1,9 +1,13 @@
-"""Stage `train`: the split's token stream → a trained RNN/GRU/LSTM language model.
+"""Stage `train`: the split → a trained RNN/GRU/LSTM language model (lyrics) or review classifier
+(reviews), with one shared loop (`fit`).
 
-Early stopping on validation loss (best weights restored), ReduceLROnPlateau or warmup+cosine,
-gradient clipping, bf16 autocast on CUDA, and an epoch checkpoint that a killed run resumes from.
+Early stopping on a validation score (best weights restored), ReduceLROnPlateau or warmup+cosine,
+gradient clipping, bf16 autocast on CUDA (language model), and an epoch checkpoint that a killed
+run resumes from.
+The classifier reads packed variable-length batches bucketed by length, weights classes when they
+are imbalanced, and stops on validation macro-F1 by default.
 
-    python -m tasks.train [--params params.yaml] [--set lyrics.model.cell=gru]
+    python -m tasks.train [--task lyrics|reviews] [--params params.yaml] [--set lyrics.model.cell=gru]
 """
 
 import csv
@@ -14,17 +18,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import torch
+from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
 from tasks import tracking
 from tasks.atomic import atomic_path, write_text
-from tasks.batching import batchify, get_batch, lm_stream
+from tasks.batching import batchify, bucket_batches, encode_texts, get_batch, lm_stream, pad_batch
 from tasks.cli import stage_main
 from tasks.errors import PipelineError
 from tasks.lineage import file_md5, lineage_tags
-from tasks.models import RNNLanguageModel, detach_hidden
-from tasks.params import params_hash
+from tasks.models import RNNClassifier, RNNLanguageModel, detach_hidden
+from tasks.params import params_hash, task_section
 from tasks.vocab import load_vocab, tokens_by_split
 
 log = logging.getLogger(__name__)
@@ -70,21 +77,24 @@ def make_scheduler(optimizer, cfg, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
 
-def train_language_model(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, cfg,
-                         device: torch.device, on_epoch_end: Callable[[dict], None] | None = None,
-                         checkpoint: Path | None = None, fingerprint: str = "") -> list[dict]:
-    """Train in place; at the end `model` holds the best weights by validation loss.
+def fit(model: nn.Module, run_epoch: Callable, cfg, device: torch.device, steps_per_epoch: int,
+        on_epoch_end: Callable[[dict], None] | None = None, checkpoint: Path | None = None,
+        fingerprint: str = "", monitor: str = "val_loss", higher_is_better: bool = False) -> list[dict]:
+    """The loop both tasks share: optimizer, LR schedule, clipping, early stopping on `monitor`
+    (best weights restored), an epoch checkpoint to resume from, and the `max_minutes` budget.
 
-    train_data / val_data: batchified (N, B) id tensors. `checkpoint`: file written after every
-    epoch; when it exists with the same `fingerprint`, training resumes from it.
+    `run_epoch(epoch, step, lr)` trains one epoch, calling `step(loss)` once per batch, then
+    validates; it returns the epoch's history row (holding `monitor`). `lr()` is the current rate.
+    `checkpoint`: written after every epoch; when it exists with the same `fingerprint`, training
+    resumes from it.
     """
     model.to(device)
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil((train_data.size(0) - 1) / cfg.bptt)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     history: list[dict] = []
-    best_val, best_state, bad_epochs, start_epoch = math.inf, None, 0, 1
+    worst = -math.inf if higher_is_better else math.inf
+    best_val, best_state, bad_epochs, start_epoch = worst, None, 0, 1
 
     if checkpoint and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
@@ -99,42 +109,31 @@ def train_language_model(model: nn.Module, train_data: torch.Tensor, val_data: t
         else:
             log.info("ignoring %s: it was written for other params or data", checkpoint)
 
+    def step(loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)  # RNNs explode without it
+        optimizer.step()
+        if cfg.scheduler == "cosine":
+            scheduler.step()
+
+    def lr() -> float:
+        return optimizer.param_groups[0]["lr"]
+
     started = time.monotonic()
     for epoch in range(start_epoch, cfg.epochs + 1):
         if bad_epochs >= cfg.early_stopping_patience:
             break
-        model.train()
-        t0, total_loss, n_tokens, hidden = time.perf_counter(), 0.0, 0, None
-        for i in range(0, train_data.size(0) - 1, cfg.bptt):
-            x, y = (t.to(device, non_blocking=True) for t in get_batch(train_data, i, cfg.bptt))  # (T, B)
-            hidden = detach_hidden(hidden)  # truncated BPTT: keep the state, drop its history
-            with autocast(device):
-                logits, hidden = model(x, hidden)                                       # (T, B, V)
-                loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)  # RNNs explode without it
-            optimizer.step()
-            if cfg.scheduler == "cosine":
-                scheduler.step()
-            total_loss += loss.item() * y.numel()
-            n_tokens += y.numel()
-        seconds = time.perf_counter() - t0
-        train_loss = total_loss / n_tokens
-        val_loss = estimate_loss(model, val_data, cfg.bptt, device)
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-               "train_ppl": math.exp(train_loss), "val_ppl": math.exp(val_loss),
-               "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": n_tokens / seconds, "seconds": seconds}
+        row = {"epoch": epoch, **run_epoch(epoch, step, lr)}
         history.append(row)
+        score = row[monitor]
         if cfg.scheduler == "plateau":
-            scheduler.step(val_loss)
-        if val_loss < best_val:
-            best_val, bad_epochs = val_loss, 0
+            scheduler.step(-score if higher_is_better else score)
+        if (score > best_val) if higher_is_better else (score < best_val):
+            best_val, bad_epochs = score, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
-        log.info("epoch %3d | train loss %.3f ppl %7.1f | val loss %.3f ppl %7.1f | lr %.2e | %6.0f tok/s",
-                 epoch, train_loss, row["train_ppl"], val_loss, row["val_ppl"], row["lr"], row["tokens_per_s"])
         if on_epoch_end:
             on_epoch_end(row)
         if checkpoint:
@@ -147,10 +146,44 @@ def train_language_model(model: nn.Module, train_data: torch.Tensor, val_data: t
             log.info("stopping: train.max_minutes=%s reached", cfg.max_minutes)
             break
     if bad_epochs >= cfg.early_stopping_patience:
-        log.info("early stopping: no val improvement for %d epochs", bad_epochs)
+        log.info("early stopping: no %s improvement for %d epochs", monitor, bad_epochs)
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def train_language_model(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, cfg,
+                         device: torch.device, on_epoch_end: Callable[[dict], None] | None = None,
+                         checkpoint: Path | None = None, fingerprint: str = "") -> list[dict]:
+    """Train in place; at the end `model` holds the best weights by validation loss.
+
+    train_data / val_data: batchified (N, B) id tensors. `checkpoint`: file written after every
+    epoch; when it exists with the same `fingerprint`, training resumes from it.
+    """
+
+    def run_epoch(epoch: int, step: Callable, lr: Callable) -> dict:
+        model.train()
+        t0, total_loss, n_tokens, hidden = time.perf_counter(), 0.0, 0, None
+        for i in range(0, train_data.size(0) - 1, cfg.bptt):
+            x, y = (t.to(device, non_blocking=True) for t in get_batch(train_data, i, cfg.bptt))  # (T, B)
+            hidden = detach_hidden(hidden)  # truncated BPTT: keep the state, drop its history
+            with autocast(device):
+                logits, hidden = model(x, hidden)                                       # (T, B, V)
+                loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            step(loss)
+            total_loss += loss.item() * y.numel()
+            n_tokens += y.numel()
+        seconds = time.perf_counter() - t0
+        train_loss = total_loss / n_tokens
+        val_loss = estimate_loss(model, val_data, cfg.bptt, device)
+        row = {"train_loss": train_loss, "val_loss": val_loss, "train_ppl": math.exp(train_loss),
+               "val_ppl": math.exp(val_loss), "lr": lr(), "tokens_per_s": n_tokens / seconds, "seconds": seconds}
+        log.info("epoch %3d | train loss %.3f ppl %7.1f | val loss %.3f ppl %7.1f | lr %.2e | %6.0f tok/s",
+                 epoch, train_loss, row["train_ppl"], val_loss, row["val_ppl"], row["lr"], row["tokens_per_s"])
+        return row
+
+    steps_per_epoch = math.ceil((train_data.size(0) - 1) / cfg.bptt)
+    return fit(model, run_epoch, cfg, device, steps_per_epoch, on_epoch_end, checkpoint, fingerprint)
 
 
 def history_csv(history: list[dict]) -> str:
@@ -161,9 +194,156 @@ def history_csv(history: list[dict]) -> str:
     return buf.getvalue()
 
 
-def run(params, extra_tags: dict[str, str] | None = None) -> dict:
+def set_threads(n: int) -> None:
+    """Pin torch's CPU threads (0 keeps its default): a small RNN gains little from threads, and on a
+    busy machine they spin waiting for each other."""
+    if n:
+        torch.set_num_threads(n)
+
+
+def class_weights(labels: np.ndarray, num_classes: int, mode: str, imbalance_ratio: float) -> torch.Tensor | None:
+    """Balanced weights n / (C * n_c) when `mode` is balanced, or auto and the largest class
+    outnumbers the smallest by more than `imbalance_ratio`; else None (plain cross-entropy)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    if mode == "none" or (mode == "auto" and counts.max() <= imbalance_ratio * counts[counts > 0].min()):
+        return None
+    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+@torch.no_grad()
+def classify(model: nn.Module, seqs: list[list[int]], device: torch.device, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, C) for id sequences, in input order (batched by length for speed)."""
+    model.eval()
+    probs = np.zeros((len(seqs), model.head.out_features), dtype=np.float32)
+    for idx in bucket_batches([len(s) for s in seqs], batch_size, shuffle=False):
+        x, lengths = pad_batch(seqs, idx)                                       # (B, T), (B,)
+        logits = model(x.to(device), lengths)                                   # (B, C)
+        probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return probs
+
+
+def train_classifier(model: nn.Module, train_seqs: list[list[int]], train_y: np.ndarray, val_seqs: list[list[int]],
+                     val_y: np.ndarray, cfg, device: torch.device, weights: torch.Tensor | None = None,
+                     on_epoch_end: Callable[[dict], None] | None = None, checkpoint: Path | None = None,
+                     fingerprint: str = "") -> list[dict]:
+    """Train in place on id sequences with integer labels; `model` ends with the best weights by
+    `cfg.monitor` (val_loss or val_macro_f1)."""
+    lengths = [len(s) for s in train_seqs]
+    y_all = torch.as_tensor(train_y, dtype=torch.long)
+    loss_weights = weights.to(device) if weights is not None else None
+
+    def run_epoch(epoch: int, step: Callable, lr: Callable) -> dict:
+        model.train()
+        t0, total_loss, n_seen, n_tokens = time.perf_counter(), 0.0, 0, 0
+        for idx in bucket_batches(lengths, cfg.batch_size, cfg.bucket_size, seed=cfg.seed + epoch):
+            x, lens = pad_batch(train_seqs, idx)                                   # (B, T), (B,)
+            y = y_all[idx].to(device)                                              # (B,)
+            # fp32 even on CUDA: bf16 autocast of packed cuDNN RNNs is untested here, and this model is small
+            logits = model(x.to(device, non_blocking=True), lens)                  # (B, C)
+            loss = nn.functional.cross_entropy(logits.float(), y, weight=loss_weights)
+            step(loss)
+            total_loss += loss.item() * len(idx)
+            n_seen += len(idx)
+            n_tokens += int(lens.sum())
+        seconds = time.perf_counter() - t0
+        probs = classify(model, val_seqs, device)                                  # (N, C)
+        val_loss = nn.functional.cross_entropy(torch.log(torch.from_numpy(probs).clamp_min(1e-9)),
+                                               torch.as_tensor(val_y, dtype=torch.long), weight=weights).item()
+        pred = probs.argmax(1)
+        row = {"train_loss": total_loss / n_seen, "val_loss": val_loss, "val_accuracy": accuracy_score(val_y, pred),
+               "val_macro_f1": f1_score(val_y, pred, average="macro", zero_division=0), "lr": lr(),
+               "reviews_per_s": n_seen / seconds, "tokens_per_s": n_tokens / seconds, "seconds": seconds}
+        log.info("epoch %3d | train loss %.3f | val loss %.3f acc %.3f macro-F1 %.3f | lr %.2e | %5.0f reviews/s",
+                 epoch, row["train_loss"], val_loss, row["val_accuracy"], row["val_macro_f1"], row["lr"], row["reviews_per_s"])
+        return row
+
+    steps_per_epoch = math.ceil(len(train_seqs) / cfg.batch_size)
+    return fit(model, run_epoch, cfg, device, steps_per_epoch, on_epoch_end, checkpoint, fingerprint,
+               monitor=cfg.monitor, higher_is_better=cfg.monitor != "val_loss")
+
+
+def classes_of(labels: list[int], names: list[str]) -> list[int | str]:
+    """Class names by class index (integers when every name is one, so predictions print as given)."""
+    by_index = dict(zip(labels, names))
+    classes = [by_index.get(i, str(i)) for i in range(max(by_index) + 1)]
+    try:
+        return [int(c) for c in classes]
+    except ValueError:
+        return classes
+
+
+def open_run(params, tp, task: str, fingerprint: str, checkpoint: Path, extra_tags: dict | None, logged: dict) -> str:
+    """Open (or reopen, when resuming) the pipeline's MLflow run and log the training params."""
+    cfg = tp.train
+    tags = {**lineage_tags(params, tp), **(extra_tags or {})}
+    run_id = tracking.start_run(params, tags, run_id=_resumable_run_id(checkpoint, fingerprint), task=task)
+    with atomic_path(Path(cfg.checkpoint_dir) / "run_id") as tmp:  # a resumed run logs to the same MLflow run
+        tmp.write_text(f"{fingerprint} {run_id}")
+    tracking.log_params(run_id, {
+        **{f"model.{k}": v for k, v in tp.model.model_dump().items()},
+        **{f"train.{k}": v for k, v in cfg.model_dump().items() if k not in ("output_dir", "history", "checkpoint_dir")},
+        **logged,
+    })
+    return run_id
+
+
+def save_outputs(tp, run_id: str, checkpoint: Path, ckpt: dict, history: list[dict]) -> None:
+    out = Path(tp.train.output_dir)
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save({**ckpt, "params": tp.model_dump(mode="json", by_alias=True), "history": history}, tmp)
+    write_text(history_csv(history), tp.train.history)
+    tracking.save_run_id(out, run_id)
+    checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
+
+
+def run_classifier(params, extra_tags: dict[str, str] | None = None, task: str = "reviews") -> dict:
+    """Train the review classifier on the split; save models/<task>/model.pt and the MLflow run id."""
+    tp = task_section(params, task)
+    cfg = tp.train
+    set_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    vocab = load_vocab(tp.vocab.output)
+    table = pq.read_table(tp.split.output, columns=["tokens", "label", "label_name", "split"]).to_pydict()
+    classes = classes_of(table["label"], table["label_name"])
+    data = {s: ([], []) for s in ("train", "val")}
+    for tokens, label, split in zip(table["tokens"], table["label"], table["split"]):
+        if split in data:
+            data[split][0].append(tokens)
+            data[split][1].append(label)
+    train_seqs, val_seqs = (encode_texts(data[s][0], vocab, tp.model.max_len) for s in ("train", "val"))
+    train_y, val_y = (np.array(data[s][1], dtype=np.int64) for s in ("train", "val"))
+    if not train_seqs or not val_seqs:
+        raise PipelineError(f"{tp.split.output}: no train or val reviews; rerun split with more reviews")
+    weights = class_weights(train_y, len(classes), cfg.class_weights, cfg.imbalance_ratio)
+    model_args = {"vocab_size": len(vocab), "num_classes": len(classes), **tp.model.model_dump()}
+    model = RNNClassifier(**model_args)
+    device = pick_device(cfg.device)
+    fingerprint = f"{params_hash(tp.model)}-{params_hash(cfg)}-{vocab.hash}-{file_md5(tp.split.output)[:12]}"
+    checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
+    run_id = open_run(params, tp, task, fingerprint, checkpoint, extra_tags, {
+        "vocab.size": len(vocab), "data.train_reviews": len(train_seqs), "data.classes": len(classes),
+        "class_weights": "none" if weights is None else ",".join(f"{w:.3f}" for w in weights.tolist()),
+        "device": str(device),
+    })
+    if weights is not None:
+        log.info("classes are imbalanced: loss weights %s", dict(zip(classes, weights.tolist())))
+    history = train_classifier(model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights,
+                               tracking.epoch_logger(run_id), checkpoint, fingerprint)
+    save_outputs(tp, run_id, checkpoint, {
+        "kind": "classifier", "model_args": model_args, "state_dict": model.state_dict(), "itos": vocab.itos,
+        "vocab_hash": vocab.hash, "tokenizer": tp.tokenize.model_dump(), "clean": tp.clean.model_dump(),
+        "classes": classes}, history)
+    best = max(history, key=lambda r: r["val_macro_f1"]) if cfg.monitor != "val_loss" else min(history, key=lambda r: r["val_loss"])
+    return {"run_id": run_id, "epochs": len(history), "best_val_macro_f1": best["val_macro_f1"],
+            "best_val_accuracy": best["val_accuracy"]}
+
+
+def run(params, extra_tags: dict[str, str] | None = None, task: str = "lyrics") -> dict:
     """Train on the split, save models/<task>/model.pt (self-describing) and the MLflow run id."""
-    lp, cfg = params.lyrics, params.lyrics.train
+    if task == "reviews":
+        return run_classifier(params, extra_tags, task)
+    lp = task_section(params, task)
+    cfg = lp.train
     torch.manual_seed(cfg.seed)
     vocab = load_vocab(lp.vocab.output)
     splits = tokens_by_split(lp.split.output)
@@ -178,26 +358,12 @@ def run(params, extra_tags: dict[str, str] | None = None) -> dict:
     # A checkpoint is resumed only for the same model, loop settings, vocabulary and split.
     fingerprint = f"{params_hash(lp.model)}-{params_hash(cfg)}-{vocab.hash}-{file_md5(lp.split.output)[:12]}"
     checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
-
-    tags = {**lineage_tags(params, lp), **(extra_tags or {})}
-    run_id = tracking.start_run(params, tags, run_id=_resumable_run_id(checkpoint, fingerprint))
-    with atomic_path(Path(cfg.checkpoint_dir) / "run_id") as tmp:  # a resumed run logs to the same MLflow run
-        tmp.write_text(f"{fingerprint} {run_id}")
-    tracking.log_params(run_id, {
-        **{f"model.{k}": v for k, v in lp.model.model_dump().items()},
-        **{f"train.{k}": v for k, v in cfg.model_dump().items() if k not in ("output_dir", "history", "checkpoint_dir")},
-        "vocab.size": len(vocab), "data.train_tokens": train_data.numel(), "device": str(device),
-    })
+    run_id = open_run(params, lp, task, fingerprint, checkpoint, extra_tags, {
+        "vocab.size": len(vocab), "data.train_tokens": train_data.numel(), "device": str(device)})
     history = train_language_model(model, train_data, val_data, cfg, device, tracking.epoch_logger(run_id), checkpoint, fingerprint)
-
-    out = Path(cfg.output_dir)
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({"model_args": model_args, "state_dict": model.state_dict(), "itos": vocab.itos,
-                    "vocab_hash": vocab.hash, "tokenizer": lp.tokenize.model_dump(),
-                    "params": lp.model_dump(mode="json", by_alias=True), "history": history}, tmp)
-    write_text(history_csv(history), cfg.history)
-    tracking.save_run_id(out, run_id)
-    checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
+    save_outputs(lp, run_id, checkpoint, {
+        "model_args": model_args, "state_dict": model.state_dict(), "itos": vocab.itos,
+        "vocab_hash": vocab.hash, "tokenizer": lp.tokenize.model_dump()}, history)
     best = min(history, key=lambda r: r["val_loss"])
     return {"run_id": run_id, "epochs": len(history), "best_val_ppl": best["val_ppl"]}
 

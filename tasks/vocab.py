@@ -1,6 +1,6 @@
 """Stage `vocab`: the training split's tokens → vocab.json (fixed special ids, counts, OOV rates).
 
-    python -m tasks.vocab [--params params.yaml] [--set lyrics.vocab.min_freq=2]
+    python -m tasks.vocab [--task lyrics|reviews] [--params params.yaml] [--set lyrics.vocab.min_freq=2]
 """
 
 import hashlib
@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from tasks.atomic import write_json
 from tasks.cli import stage_main
+from tasks.params import task_section
 
 log = logging.getLogger(__name__)
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -68,8 +69,8 @@ def tokens_by_split(path: str | Path) -> dict[str, list[list[str]]]:
     return out
 
 
-def run(params) -> dict:
-    cfg = params.lyrics.vocab
+def run(params, task: str = "lyrics") -> dict:
+    cfg = task_section(params, task).vocab
     splits = tokens_by_split(cfg.input)
     vocab, counts = build_vocab(splits["train"], cfg.min_freq, cfg.max_size)
     train_tokens = sum(counts.values())

@@ -1,5 +1,6 @@
 """`make serve` path: a Prefect server on 127.0.0.1, `python -m flows.serve`, then
-`prefect deployment run train-lyrics/train-lyrics --watch` completes a run on a tiny project."""
+`prefect deployment run train-lyrics/train-lyrics --watch` and
+`prefect deployment run train-reviews/train-reviews --watch` complete a run on a tiny project."""
 
 import socket
 import subprocess
@@ -39,7 +40,7 @@ def healthy(url: str) -> bool:
 
 
 def test_served_deployment_runs(tmp_path: Path):
-    env = build_tiny_project(tmp_path)
+    env = build_tiny_project(tmp_path, tasks=("lyrics", "reviews"))
     api = f"http://127.0.0.1:{free_port()}/api"
     env["PREFECT_API_URL"] = api
     prefect = str(Path(sys.executable).parent / "prefect")
@@ -58,6 +59,9 @@ def test_served_deployment_runs(tmp_path: Path):
         out = sh([prefect, "deployment", "run", "train-lyrics/train-lyrics", "--watch"], tmp_path, env, timeout=600)
         assert "Completed" in out.stdout, out.stdout[-2000:]
         assert (tmp_path / "reports/lyrics/registered.json").exists()
+        out = sh([prefect, "deployment", "run", "train-reviews/train-reviews", "--watch"], tmp_path, env, timeout=600)
+        assert "Completed" in out.stdout, out.stdout[-2000:]
+        assert (tmp_path / "reports/reviews/registered.json").exists()
     finally:
         for proc in (served, server):
             if proc is not None:
