@@ -80,23 +80,27 @@ class Model(_Section):
         return self
 
 
-class Train(_Section):
+class TrainLoop(_Section):
+    """Settings of the training loop both tasks share (tasks/train.py `fit`)."""
     output_dir: str
     history: str
     checkpoint_dir: str
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 13
-    batch_size: int = Field(16, ge=1)
-    bptt: int = Field(35, ge=2)
-    epochs: int = Field(40, ge=1)
     optimizer: Literal["adam", "adamw"] = "adamw"
     lr: float = Field(0.002, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    clip: float = Field(0.5, gt=0)
     scheduler: Literal["plateau", "cosine"] = "plateau"
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     plateau_patience: int = Field(1, ge=0)
     warmup_epochs: int = Field(1, ge=0)
+
+
+class Train(TrainLoop):
+    batch_size: int = Field(16, ge=1)
+    bptt: int = Field(35, ge=2)
+    epochs: int = Field(40, ge=1)
+    clip: float = Field(0.5, gt=0)
     early_stopping_patience: int = Field(5, ge=1)
     max_minutes: float = Field(4, gt=0)
 
@@ -175,23 +179,11 @@ class ClassifierModel(_Section):
     max_len: int = Field(100, ge=1)   # tokens per review; longer ones are truncated (training and predict)
 
 
-class TrainClassifier(_Section):
-    output_dir: str
-    history: str
-    checkpoint_dir: str
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 13
+class TrainClassifier(TrainLoop):
     batch_size: int = Field(64, ge=1)
     bucket_size: int = Field(50, ge=1)  # batches per length-sorted pool: similar lengths, little padding
     epochs: int = Field(15, ge=1)
-    optimizer: Literal["adam", "adamw"] = "adamw"
-    lr: float = Field(0.002, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
     clip: float = Field(1.0, gt=0)
-    scheduler: Literal["plateau", "cosine"] = "plateau"
-    plateau_factor: float = Field(0.5, gt=0, lt=1)
-    plateau_patience: int = Field(1, ge=0)
-    warmup_epochs: int = Field(1, ge=0)
     early_stopping_patience: int = Field(3, ge=1)
     monitor: Literal["val_loss", "val_macro_f1"] = "val_macro_f1"  # early stopping / best weights
     class_weights: Literal["auto", "balanced", "none"] = "auto"

@@ -22,15 +22,30 @@ def make_song(rng: random.Random, lines: int) -> list[str]:
     return song + song[:2]  # a chorus repeats, as in real lyrics
 
 
-@pytest.fixture
-def tiny_corpus(tmp_path: Path) -> Path:
-    """A folder of 6 small songs (one file each), deterministic."""
-    rng = random.Random(0)
-    folder = tmp_path / "raw"
-    folder.mkdir()
+def write_tiny_corpus(folder: Path, seed: int = 0) -> Path:
+    """6 small songs, one file each, deterministic for a seed."""
+    folder.mkdir(parents=True)
+    rng = random.Random(seed)
     for i in range(6):
         (folder / f"song{i}.txt").write_text("\n".join(make_song(rng, 30)) + "\n", encoding="utf-8")
     return folder
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests train tiny models: one intra-op thread is fastest, and on a busy 2-core box torch's
+    default threads spin waiting for each other and make them many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    return write_tiny_corpus(tmp_path / "raw")
 
 
 def tiny_params_dict(tmp_path: Path, corpus: Path) -> dict:
@@ -170,11 +185,7 @@ def build_tiny_project(root: Path, tasks: tuple[str, ...] = ("lyrics",)) -> dict
     copy_project(root)
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     if "lyrics" in tasks:
-        raw = root / "data/raw/lyrics"
-        raw.mkdir(parents=True)
-        rng = random.Random(1)
-        for i in range(6):
-            (raw / f"song{i}.txt").write_text("\n".join(make_song(rng, 30)) + "\n", encoding="utf-8")
+        write_tiny_corpus(root / "data/raw/lyrics", seed=1)
         params["lyrics"]["split"]["block_lines"] = 8
         params["lyrics"]["model"].update(embedding_size=16, hidden_size=16, num_layers=1, dropout=0.0)
         params["lyrics"]["train"].update(batch_size=4, bptt=8, epochs=2)

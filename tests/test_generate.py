@@ -1,7 +1,6 @@
 """Sampling, generation and the `python -m tasks.generate` command line."""
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,32 +12,20 @@ import yaml
 from tasks.errors import PipelineError
 from tasks.generate import generate, generate_text, load_checkpoint, render, sample_next, start_tokens
 from tasks.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
-from tests.conftest import ROOT, make_song, tiny_params_dict
+from tests.conftest import ROOT, tiny_params_dict, write_tiny_corpus
 
 WORD_TOKENIZER = {"level": "word", "hmm": True, "user_dict": None}
 CHAR_TOKENIZER = {"level": "char", "hmm": True, "user_dict": None}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, one_torch_thread):
+def trained(tmp_path_factory):
     """A tiny model trained by the real stages on the synthetic corpus: (params, model.pt path)."""
     from tasks import clean, split, tokenize, train, vocab
     from tasks.params import load_params
 
     tmp = tmp_path_factory.mktemp("generate")
-    rng = random.Random(0)
-    corpus = tmp / "raw"
-    corpus.mkdir()
-    for i in range(6):
-        (corpus / f"song{i}.txt").write_text("\n".join(make_song(rng, 30)) + "\n", encoding="utf-8")
+    corpus = write_tiny_corpus(tmp / "raw")
     raw = tiny_params_dict(tmp, corpus)
     raw["lyrics"]["train"].update(epochs=3, device="cpu")
     path = tmp / "params.yaml"

@@ -17,14 +17,6 @@ from tasks.vocab import EOS, Vocab
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: one intra-op thread is fastest, and immune to a busy 2-core CI box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # --- model --------------------------------------------------------------------------------------
 
 

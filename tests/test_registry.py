@@ -1,17 +1,15 @@
 """The champion gate, and a real MLflow registry (SQLite in a temp folder) driven by the stages."""
 
 import json
-import random
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from tasks.lineage import git_commit
 from tasks.params import params_hash
 from tasks.register import should_promote
-from tests.conftest import make_song, tiny_params_dict
+from tests.conftest import tiny_params_dict, write_tiny_corpus
 
 # --- should_promote -----------------------------------------------------------------------------
 
@@ -61,14 +59,8 @@ def pipeline(tmp_path_factory):
     from tasks import clean, evaluate, register, split, tokenize, train, vocab
     from tasks.params import load_params
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model: one thread is fastest, even on a busy 2-core box
     tmp = tmp_path_factory.mktemp("registry")
-    rng = random.Random(0)
-    corpus = tmp / "raw"
-    corpus.mkdir()
-    for i in range(6):
-        (corpus / f"song{i}.txt").write_text("\n".join(make_song(rng, 30)) + "\n", encoding="utf-8")
+    corpus = write_tiny_corpus(tmp / "raw")
     raw = tiny_params_dict(tmp, corpus)
     raw["lyrics"]["train"]["device"] = "cpu"
     path = tmp / "params.yaml"
@@ -80,7 +72,6 @@ def pipeline(tmp_path_factory):
         results = {stage.__name__.split(".")[-1]: stage.run(params)
                    for stage in (clean, tokenize, split, vocab, train, evaluate, register)}
         yield params, results
-    torch.set_num_threads(threads)
 
 
 def set_test_perplexity(params, value: float) -> None:

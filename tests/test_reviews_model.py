@@ -62,17 +62,7 @@ def test_class_weights_only_when_imbalanced():
     assert class_weights(balanced, 2, "balanced", 1.5) is not None
 
 
-@pytest.fixture
-def one_thread():
-    """Train the way the stage does (reviews.train.num_threads: 1): on a busy 2-core machine torch's
-    default threads spin and make this tiny run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_short_training_run_loss_falls(one_thread):
+def test_short_training_run_loss_falls():
     torch.manual_seed(0)
     from tasks.tokenize import segment
 
