@@ -3,6 +3,7 @@
 Lines of one song share choruses, so lines are never split one by one: whole groups go to one
 split. A group is a song when the corpus delimits songs (one file per song), otherwise a block of
 `block_lines` contiguous lines. Groups are shuffled with a fixed seed: same input, same split.
+Val/test lines that repeat a train line verbatim (repeated songs) are then dropped.
 
 Reviews are split per review, stratified by label: each class is shuffled with the seed and cut
 into test / val / train shares, identical texts always kept together; `assert_no_leakage` then
@@ -64,7 +65,26 @@ def split_by_group(table: pa.Table, cfg, source_name: str = "") -> pa.Table:
     missing = [s for s in SPLITS if s not in set(labels)]
     if missing:
         raise PipelineError(f"{source_name}: corpus too small to split, no lines for {missing}; add lyrics or lower split.block_lines")
-    return table.append_column("split", pa.array(labels.tolist(), pa.string()))
+    table = drop_eval_lines_seen_in_train(table.append_column("split", pa.array(labels.tolist(), pa.string())))
+    missing = [s for s in SPLITS if s not in set(table.column("split").to_pylist())]
+    if missing:
+        raise PipelineError(f"{source_name}: no {missing} lines left that are not repeats of train lines; "
+                            "add lyrics or lower split.block_lines")
+    return table
+
+
+def drop_eval_lines_seen_in_train(table: pa.Table) -> pa.Table:
+    """Remove val/test lines whose tokens equal a train line. Lyric corpora repeat whole songs and
+    stock lines; left in, they reward memorising the training set (an n-gram baseline excels at
+    it) and steer early stopping towards overfit models."""
+    tokens = table.column("tokens").to_pylist()
+    splits = table.column("split").to_pylist()
+    seen = {tuple(t) for t, s in zip(tokens, splits) if s == "train"}
+    keep = [s == "train" or tuple(t) not in seen for t, s in zip(tokens, splits)]
+    dropped = keep.count(False)
+    if dropped:
+        log.info("split: dropped %d val/test lines that also occur in train", dropped)
+    return table.filter(pa.array(keep))
 
 
 def stratified_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float, test_fraction: float,

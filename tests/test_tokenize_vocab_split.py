@@ -76,7 +76,22 @@ def split_cfg(**kw) -> Split:
 
 def songs_table(n_songs: int, lines_per_song: int) -> pa.Table:
     sources = [f"song{i:02d}.txt" for i in range(n_songs) for _ in range(lines_per_song)]
-    return pa.table({"source": sources, "tokens": [["我", "爱", "你"]] * len(sources)})
+    return pa.table({"source": sources, "tokens": [["我", "爱", f"w{i}"] for i in range(len(sources))]})
+
+
+def test_val_and_test_lines_repeating_a_train_line_are_dropped():
+    table = songs_table(20, 5)
+    tokens = table.column("tokens").to_pylist()
+    tokens[:5] = [["副歌", "重复"]] * 5           # every song opens with the same chorus line
+    for i in range(5, len(tokens), 5):
+        tokens[i] = ["副歌", "重复"]
+    table = table.set_column(1, "tokens", pa.array(tokens, pa.list_(pa.string())))
+    out = split_by_group(table, split_cfg(seed=13))
+    rows = list(zip(out.column("tokens").to_pylist(), out.column("split").to_pylist()))
+    assert any(t == ["副歌", "重复"] and s == "train" for t, s in rows)
+    assert not any(t == ["副歌", "重复"] and s != "train" for t, s in rows)
+    assert {s for _, s in rows} == {"train", "val", "test"}
+    assert len(rows) < table.num_rows
 
 
 def test_group_ids_one_group_per_file_else_blocks():
@@ -107,7 +122,7 @@ def test_songs_never_span_splits_and_all_splits_are_used():
 
 def test_single_file_splits_in_contiguous_blocks():
     block = 4
-    table = pa.table({"source": ["one.txt"] * 50, "tokens": [["天", "空"]] * 50})
+    table = pa.table({"source": ["one.txt"] * 50, "tokens": [["天", f"空{i}"] for i in range(50)]})
     labels = split_by_group(table, split_cfg(block_lines=block)).column("split").to_pylist()
     for start in range(0, len(labels), block):
         assert len(set(labels[start : start + block])) == 1, f"block at line {start} spans splits"
