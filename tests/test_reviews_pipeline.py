@@ -30,6 +30,7 @@ def trained(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+        mp.chdir(tmp)  # MLflow puts artifacts in ./mlruns beside a sqlite store: keep them out of the repo
         params = load_params(params_file)
         run_reviews_stages(params)
         yield params, params_file, tmp
