@@ -11,10 +11,8 @@ import argparse
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
 
-from flows.stages import clean_task, evaluate_task, register_task, split_task, tokenize_task, train_task, vocab_task
+from flows.stages import clean_task, split_task, tokenize_task, train_evaluate_register, vocab_task
 from tasks.clean import corpus_files
 from tasks.cli import run_cli
 from tasks.params import load_params, parse_set_args, task_section
@@ -25,17 +23,11 @@ def train_lyrics(params_file: str = "params.yaml", overrides: dict[str, Any] | N
     """Run the lyrics pipeline; `overrides` maps dotted params keys to values, e.g.
     {"lyrics.model.cell": "gru", "lyrics.train.epochs": 5}."""
     params = load_params(params_file, overrides)
-    tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
     clean_task(params)
     tokenize_task(params)
     split_task(params)
     vocab_task(params)
-    trained = train_task(params, extra_tags=tags)
-    create_markdown_artifact(key="mlflow-run", markdown=f"MLflow run `{trained['run_id']}` "
-                             f"(experiment `{params.tracking.experiment}`)", description="Tracking run of this flow run")
-    metrics = evaluate_task(params)
-    registered = register_task(params, extra_tags=tags)
-    return {"run_id": trained["run_id"], "metrics": metrics, "registered": registered}
+    return train_evaluate_register(params, "lyrics", artifact_key="mlflow-run")
 
 
 def main() -> None:

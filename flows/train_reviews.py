@@ -11,14 +11,10 @@ import argparse
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
 
-from flows.stages import (clean_task, evaluate_task, ingest_task, register_task, split_task, tokenize_task,
-                          train_task, vocab_task)
+from flows.stages import clean_task, ingest_task, split_task, tokenize_task, train_evaluate_register, vocab_task
 from tasks.cli import run_cli
 from tasks.params import load_params, parse_set_args, task_section
-from tasks.tracking import experiment_name
 
 TASK = "reviews"
 
@@ -29,18 +25,12 @@ def train_reviews(params_file: str = "params.yaml", overrides: dict[str, Any] | 
     {"reviews.model.cell": "lstm", "reviews.input.path": "my_reviews.csv"}."""
     params = load_params(params_file, overrides)
     task_section(params, TASK)
-    tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
     ingest_task(params, task=TASK)
     clean_task(params, task=TASK)
     tokenize_task(params, task=TASK)
     split_task(params, task=TASK)
     vocab_task(params, task=TASK)
-    trained = train_task(params, extra_tags=tags, task=TASK)
-    create_markdown_artifact(key="mlflow-run-reviews", markdown=f"MLflow run `{trained['run_id']}` "
-                             f"(experiment `{experiment_name(params, TASK)}`)", description="Tracking run of this flow run")
-    metrics = evaluate_task(params, task=TASK)
-    registered = register_task(params, extra_tags=tags, task=TASK)
-    return {"run_id": trained["run_id"], "metrics": metrics, "registered": registered}
+    return train_evaluate_register(params, TASK, artifact_key="mlflow-run-reviews")
 
 
 def main() -> None:

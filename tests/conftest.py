@@ -5,6 +5,7 @@ import random
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,20 @@ def sh(args: list[str], cwd: Path, env: dict, timeout: int = 600) -> subprocess.
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
+
+
+@contextmanager
+def tiny_lyrics_run(tmp: Path, stages, **train_updates):
+    """Write tiny lyrics params under tmp and run `stages` in-process there (MLflow store and its
+    ./mlruns artifacts stay in tmp, not the repo); yields (params, {stage name: its result})."""
+    from tasks.params import load_params
+
+    raw = tiny_params_dict(tmp, write_tiny_corpus(tmp / "raw"))
+    raw["lyrics"]["train"].update(device="cpu", **train_updates)
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.chdir(tmp)
+        params = load_params(path)
+        yield params, {stage.__name__.split(".")[-1]: stage.run(params) for stage in stages}

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from tasks.errors import PipelineError
 from tasks.generate import generate, generate_text, load_checkpoint, render, sample_next, start_tokens
 from tasks.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
-from tests.conftest import ROOT, tiny_params_dict, write_tiny_corpus
+from tests.conftest import ROOT, tiny_lyrics_run
 
 WORD_TOKENIZER = {"level": "word", "hmm": True, "user_dict": None}
 CHAR_TOKENIZER = {"level": "char", "hmm": True, "user_dict": None}
@@ -22,20 +21,9 @@ CHAR_TOKENIZER = {"level": "char", "hmm": True, "user_dict": None}
 def trained(tmp_path_factory):
     """A tiny model trained by the real stages on the synthetic corpus: (params, model.pt path)."""
     from tasks import clean, split, tokenize, train, vocab
-    from tasks.params import load_params
 
-    tmp = tmp_path_factory.mktemp("generate")
-    corpus = write_tiny_corpus(tmp / "raw")
-    raw = tiny_params_dict(tmp, corpus)
-    raw["lyrics"]["train"].update(epochs=3, device="cpu")
-    path = tmp / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.chdir(tmp)  # MLflow puts artifacts in ./mlruns beside a sqlite store: keep them out of the repo
-        params = load_params(path)
-        for stage in (clean, tokenize, split, vocab, train):
-            stage.run(params)
+    with tiny_lyrics_run(tmp_path_factory.mktemp("generate"), (clean, tokenize, split, vocab, train), epochs=3) as (params, _):
+        pass
     model_pt = Path(params.lyrics.train.output_dir) / "model.pt"
     assert model_pt.is_file()
     return params, model_pt

@@ -4,12 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tasks.lineage import git_commit
 from tasks.params import params_hash
 from tasks.register import should_promote
-from tests.conftest import tiny_params_dict, write_tiny_corpus
+from tests.conftest import tiny_lyrics_run
 
 # --- should_promote -----------------------------------------------------------------------------
 
@@ -57,20 +56,9 @@ def test_other_eval_set_promotes_as_not_comparable():
 def pipeline(tmp_path_factory):
     """clean .. register once, via each stage's run(params), into an MLflow SQLite store in tmp."""
     from tasks import clean, evaluate, register, split, tokenize, train, vocab
-    from tasks.params import load_params
 
-    tmp = tmp_path_factory.mktemp("registry")
-    corpus = write_tiny_corpus(tmp / "raw")
-    raw = tiny_params_dict(tmp, corpus)
-    raw["lyrics"]["train"]["device"] = "cpu"
-    path = tmp / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.chdir(tmp)  # MLflow puts artifacts in ./mlruns beside a sqlite store: keep them out of the repo
-        params = load_params(path)
-        results = {stage.__name__.split(".")[-1]: stage.run(params)
-                   for stage in (clean, tokenize, split, vocab, train, evaluate, register)}
+    stages = (clean, tokenize, split, vocab, train, evaluate, register)
+    with tiny_lyrics_run(tmp_path_factory.mktemp("registry"), stages) as (params, results):
         yield params, results
 
 
