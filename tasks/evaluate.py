@@ -88,6 +88,7 @@ def run(params, task: str = "lyrics") -> dict:
         return run_classifier(params, task)
     lp = task_section(params, task)
     cfg = lp.evaluate
+    set_threads(lp.train.num_threads)
     model, vocab, tokenizer = load_checkpoint(Path(lp.train.output_dir) / "model.pt")
     splits = tokens_by_split(lp.split.output)
     test_stream = lm_stream(splits["test"], vocab)                      # (N,)

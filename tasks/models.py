@@ -8,35 +8,55 @@ CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class RNNLanguageModel(nn.Module):
-    """Embedding → RNN/GRU/LSTM stack → linear decoder (optionally tied to the embedding).
+    """Embedding → RNN/GRU/LSTM stack → output layer: a full softmax (a linear decoder, optionally
+    tied to the embedding) or an adaptive softmax (`nn.AdaptiveLogSoftmaxWithLoss`: frequent words
+    in a full head, rarer ones in smaller tail clusters, so a large vocabulary costs less per token).
 
-    Sequences are time-major, PTB style: input (T, B) token ids, logits (T, B, V).
+    Sequences are time-major, PTB style: input (T, B) token ids. `forward(x, hidden)` gives scores
+    (T, B, V) (logits for softmax, log-probabilities for adaptive: either feeds a softmax for
+    sampling); `forward(x, hidden, targets)` gives the mean NLL of the (T, B) targets, which is what
+    training and perplexity use (the adaptive output never builds the full (T, B, V) then).
     """
 
     def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
-                 cell: str = "lstm", dropout: float = 0.0, tie_weights: bool = False):
+                 cell: str = "lstm", dropout: float = 0.0, tie_weights: bool = False,
+                 output: str = "softmax", adaptive_cutoffs: list[int] | None = None):
         super().__init__()
         if tie_weights and embedding_size != hidden_size:
             raise ValueError("tie_weights needs embedding_size == hidden_size")
-        self.cell = cell
+        if tie_weights and output == "adaptive":
+            raise ValueError("tie_weights cannot apply to the adaptive output")
+        self.cell, self.output = cell, output
         self.drop = nn.Dropout(dropout)
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.rnn = CELLS[cell](embedding_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0)
-        self.decoder = nn.Linear(hidden_size, vocab_size)
-        if tie_weights:
-            # Tying halves the parameters and regularises small corpora (Press & Wolf, 2017).
-            self.decoder.weight = self.embedding.weight
+        if output == "adaptive":
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, list(adaptive_cutoffs or []))
+        else:
+            self.decoder = nn.Linear(hidden_size, vocab_size)
+            if tie_weights:
+                # Tying halves the parameters and regularises small corpora (Press & Wolf, 2017).
+                self.decoder.weight = self.embedding.weight
         self.init_weights()
 
     def init_weights(self) -> None:
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
+        if self.output == "softmax":
+            nn.init.zeros_(self.decoder.bias)
 
-    def forward(self, x: torch.Tensor, hidden=None):
+    def forward(self, x: torch.Tensor, hidden=None, targets: torch.Tensor | None = None):
         emb = self.drop(self.embedding(x))        # (T, B, E)
         out, hidden = self.rnn(emb, hidden)       # (T, B, H)
-        logits = self.decoder(self.drop(out))     # (T, B, V)
-        return logits, hidden
+        out = self.drop(out)
+        if self.output == "adaptive":
+            flat = out.flatten(0, 1)              # (T*B, H)
+            if targets is None:
+                return self.adaptive.log_prob(flat).view(*x.shape, -1), hidden       # (T, B, V)
+            return self.adaptive(flat, targets.flatten()).loss, hidden              # () mean NLL
+        logits = self.decoder(out)                # (T, B, V)
+        if targets is None:
+            return logits, hidden
+        return nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten()), hidden
 
 
 def detach_hidden(hidden):

@@ -70,6 +70,10 @@ class Model(_Section):
     num_layers: int = Field(2, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
     tie_weights: bool = True
+    output: Literal["softmax", "adaptive"] = "softmax"
+    # adaptive only: word ranks where the head ends and each tail cluster begins; cutoffs at or
+    # beyond the vocabulary size are dropped when training (the vocabulary is known only then).
+    adaptive_cutoffs: list[int] = Field(default_factory=lambda: [2000, 10000], min_length=1)
 
     @model_validator(mode="after")
     def _tied_sizes_match(self) -> "Model":
@@ -77,6 +81,14 @@ class Model(_Section):
             self.embedding_size = self.hidden_size
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise ValueError("tie_weights needs embedding_size == hidden_size")
+        # Tying shares the decoder's (V, H) matrix with the embedding; the adaptive output has no
+        # such matrix (its tail clusters project to smaller sizes), so tying cannot apply. An error,
+        # not a silent untie: the two settings give different models and parameter counts.
+        if self.output == "adaptive" and self.tie_weights:
+            raise ValueError("output: adaptive cannot use tied weights; also set lyrics.model.tie_weights: false")
+        cutoffs = self.adaptive_cutoffs
+        if cutoffs[0] < 1 or any(b <= a for a, b in zip(cutoffs, cutoffs[1:])):
+            raise ValueError("adaptive_cutoffs must be positive and strictly increasing, e.g. [2000, 10000]")
         return self
 
 
@@ -97,12 +109,13 @@ class TrainLoop(_Section):
 
 
 class Train(TrainLoop):
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1)  # all processes together: torchrun splits its columns across them
     bptt: int = Field(35, ge=2)
     epochs: int = Field(40, ge=1)
     clip: float = Field(0.5, gt=0)
     early_stopping_patience: int = Field(5, ge=1)
     max_minutes: float = Field(4, gt=0)
+    num_threads: int = Field(0, ge=0)  # torch CPU threads per process; 0 = torch's default
 
 
 class Evaluate(_Section):

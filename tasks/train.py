@@ -3,11 +3,14 @@
 
 Early stopping on a validation score (best weights restored), ReduceLROnPlateau or warmup+cosine,
 gradient clipping, bf16 autocast on CUDA (language model), and an epoch checkpoint that a killed
-run resumes from.
+run resumes from. Under `torchrun --nproc_per_node=N` it trains data-parallel (tasks/distributed.py):
+each process reads its shard of the data, DistributedDataParallel averages the gradients, and rank 0
+alone logs and writes files.
 The classifier reads packed variable-length batches bucketed by length, weights classes when they
 are imbalanced, and stops on validation macro-F1 by default.
 
     python -m tasks.train [--task lyrics|reviews] [--params params.yaml] [--set lyrics.model.cell=gru]
+    torchrun --standalone --nproc_per_node=2 -m tasks.train [--task ...]
 """
 
 import csv
@@ -24,7 +27,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
-from tasks import tracking
+from tasks import distributed, tracking
 from tasks.atomic import atomic_path, write_text
 from tasks.batching import batchify, bucket_batches, encode_texts, get_batch, lm_stream, pad_batch
 from tasks.cli import stage_main
@@ -51,16 +54,25 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def estimate_loss(model: nn.Module, data: torch.Tensor, bptt: int, device: torch.device) -> float:
-    """Mean cross-entropy per target token over a batchified (N, B) tensor, state carried along."""
+def loss_totals(model: nn.Module, data: torch.Tensor, bptt: int, device: torch.device) -> tuple[float, int]:
+    """(summed NLL, target count) over a batchified (N, B) tensor, state carried along; a rank's
+    shard may have no columns (0.0, 0)."""
     model.eval()
     total, count, hidden = 0.0, 0, None
+    if data.size(1) == 0:
+        return total, count
     for i in range(0, data.size(0) - 1, bptt):
-        x, y = (t.to(device, non_blocking=True) for t in get_batch(data, i, bptt))
+        x, y = (t.to(device, non_blocking=True) for t in get_batch(data, i, bptt))   # (T, B)
         with autocast(device):
-            logits, hidden = model(x, hidden)                                   # (T, B, V)
-        total += nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+            loss, hidden = model(x, hidden, y)                                  # mean NLL of the window
+        total += loss.item() * y.numel()
         count += y.numel()
+    return total, count
+
+
+def estimate_loss(model: nn.Module, data: torch.Tensor, bptt: int, device: torch.device) -> float:
+    """Mean cross-entropy per target token over a batchified (N, B) tensor, state carried along."""
+    total, count = loss_totals(model, data, bptt, device)
     return total / max(count, 1)
 
 
@@ -85,8 +97,9 @@ def fit(model: nn.Module, run_epoch: Callable, cfg, device: torch.device, steps_
 
     `run_epoch(epoch, step, lr)` trains one epoch, calling `step(loss)` once per batch, then
     validates; it returns the epoch's history row (holding `monitor`). `lr()` is the current rate.
-    `checkpoint`: written after every epoch; when it exists with the same `fingerprint`, training
-    resumes from it.
+    `checkpoint`: written after every epoch (by rank 0); when it exists with the same `fingerprint`,
+    training resumes from it. Distributed, every rank takes rank 0's epoch row and time-budget verdict,
+    so all make the same scheduler, best-weights and stopping decisions.
     """
     model.to(device)
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -125,6 +138,7 @@ def fit(model: nn.Module, run_epoch: Callable, cfg, device: torch.device, steps_
         if bad_epochs >= cfg.early_stopping_patience:
             break
         row = {"epoch": epoch, **run_epoch(epoch, step, lr)}
+        row, out_of_time = distributed.from_main((row, (time.monotonic() - started) / 60 > cfg.max_minutes))
         history.append(row)
         score = row[monitor]
         if cfg.scheduler == "plateau":
@@ -136,13 +150,13 @@ def fit(model: nn.Module, run_epoch: Callable, cfg, device: torch.device, steps_
             bad_epochs += 1
         if on_epoch_end:
             on_epoch_end(row)
-        if checkpoint:
+        if checkpoint and distributed.is_main():
             with atomic_path(checkpoint) as tmp:
                 torch.save({"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                             "rng": torch.get_rng_state(), "history": history, "best_val": best_val,
                             "best_state": best_state, "bad_epochs": bad_epochs}, tmp)
-        if (time.monotonic() - started) / 60 > cfg.max_minutes:
+        if out_of_time:
             log.info("stopping: train.max_minutes=%s reached", cfg.max_minutes)
             break
     if bad_epochs >= cfg.early_stopping_patience:
@@ -157,9 +171,14 @@ def train_language_model(model: nn.Module, train_data: torch.Tensor, val_data: t
                          checkpoint: Path | None = None, fingerprint: str = "") -> list[dict]:
     """Train in place; at the end `model` holds the best weights by validation loss.
 
-    train_data / val_data: batchified (N, B) id tensors. `checkpoint`: file written after every
+    train_data / val_data: batchified (N, B) id tensors (distributed: this rank's columns; every
+    rank has the same N, hence the same number of steps). `checkpoint`: file written after every
     epoch; when it exists with the same `fingerprint`, training resumes from it.
     """
+    model.to(device)
+    # The adaptive output computes a tail cluster only for windows with a target in it: a parameter
+    # can go unused in a step, which DDP must be told about.
+    net = distributed.wrap(model, device, find_unused_parameters=getattr(model, "output", "") == "adaptive")
 
     def run_epoch(epoch: int, step: Callable, lr: Callable) -> dict:
         model.train()
@@ -168,14 +187,15 @@ def train_language_model(model: nn.Module, train_data: torch.Tensor, val_data: t
             x, y = (t.to(device, non_blocking=True) for t in get_batch(train_data, i, cfg.bptt))  # (T, B)
             hidden = detach_hidden(hidden)  # truncated BPTT: keep the state, drop its history
             with autocast(device):
-                logits, hidden = model(x, hidden)                                       # (T, B, V)
-                loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+                loss, hidden = net(x, hidden, y)                                        # mean NLL of (T, B)
             step(loss)
             total_loss += loss.item() * y.numel()
             n_tokens += y.numel()
         seconds = time.perf_counter() - t0
+        total_loss, n_tokens = distributed.all_reduce_sum(total_loss, n_tokens)   # all ranks' tokens
         train_loss = total_loss / n_tokens
-        val_loss = estimate_loss(model, val_data, cfg.bptt, device)
+        val_total, val_count = distributed.all_reduce_sum(*loss_totals(model, val_data, cfg.bptt, device))
+        val_loss = val_total / max(val_count, 1)
         row = {"train_loss": train_loss, "val_loss": val_loss, "train_ppl": math.exp(train_loss),
                "val_ppl": math.exp(val_loss), "lr": lr(), "tokens_per_s": n_tokens / seconds, "seconds": seconds}
         log.info("epoch %3d | train loss %.3f ppl %7.1f | val loss %.3f ppl %7.1f | lr %.2e | %6.0f tok/s",
@@ -195,8 +215,9 @@ def history_csv(history: list[dict]) -> str:
 
 
 def set_threads(n: int) -> None:
-    """Pin torch's CPU threads (0 keeps its default): a small RNN gains little from threads, and on a
-    busy machine they spin waiting for each other."""
+    """Pin torch's intra-op CPU threads for this process (0 keeps torch's default, which follows
+    OMP_NUM_THREADS or else uses every core): a small RNN gains little from threads, and on a busy
+    machine they spin waiting for each other."""
     if n:
         torch.set_num_threads(n)
 
@@ -222,6 +243,18 @@ def classify(model: nn.Module, seqs: list[list[int]], device: torch.device, batc
     return probs
 
 
+def validation_probs(model: nn.Module, seqs: list[list[int]], device: torch.device) -> np.ndarray:
+    """`classify` over all of `seqs`; distributed, each rank scores every world-th review and the
+    shares are gathered, so every rank holds the same (N, C) probabilities."""
+    world, rank = distributed.world_size(), distributed.rank()
+    mine = list(range(rank, len(seqs), world))
+    shares = distributed.all_gather((mine, classify(model, [seqs[i] for i in mine], device)))
+    probs = np.zeros((len(seqs), model.head.out_features), dtype=np.float32)
+    for idx, part in shares:
+        probs[idx] = part
+    return probs
+
+
 def train_classifier(model: nn.Module, train_seqs: list[list[int]], train_y: np.ndarray, val_seqs: list[list[int]],
                      val_y: np.ndarray, cfg, device: torch.device, weights: torch.Tensor | None = None,
                      on_epoch_end: Callable[[dict], None] | None = None, checkpoint: Path | None = None,
@@ -231,22 +264,27 @@ def train_classifier(model: nn.Module, train_seqs: list[list[int]], train_y: np.
     lengths = [len(s) for s in train_seqs]
     y_all = torch.as_tensor(train_y, dtype=torch.long)
     loss_weights = weights.to(device) if weights is not None else None
+    model.to(device)
+    net = distributed.wrap(model, device)
 
     def run_epoch(epoch: int, step: Callable, lr: Callable) -> dict:
         model.train()
         t0, total_loss, n_seen, n_tokens = time.perf_counter(), 0.0, 0, 0
-        for idx in bucket_batches(lengths, cfg.batch_size, cfg.bucket_size, seed=cfg.seed + epoch):
+        # The same seeded batches on every rank; each trains on its own disjoint share of them.
+        batches = bucket_batches(lengths, cfg.batch_size, cfg.bucket_size, seed=cfg.seed + epoch)
+        for idx in distributed.shard_batches(batches):
             x, lens = pad_batch(train_seqs, idx)                                   # (B, T), (B,)
             y = y_all[idx].to(device)                                              # (B,)
             # fp32 even on CUDA: bf16 autocast of packed cuDNN RNNs is untested here, and this model is small
-            logits = model(x.to(device, non_blocking=True), lens)                  # (B, C)
+            logits = net(x.to(device, non_blocking=True), lens)                    # (B, C)
             loss = nn.functional.cross_entropy(logits.float(), y, weight=loss_weights)
             step(loss)
             total_loss += loss.item() * len(idx)
             n_seen += len(idx)
             n_tokens += int(lens.sum())
         seconds = time.perf_counter() - t0
-        probs = classify(model, val_seqs, device)                                  # (N, C)
+        total_loss, n_seen, n_tokens = distributed.all_reduce_sum(total_loss, n_seen, n_tokens)
+        probs = validation_probs(model, val_seqs, device)                          # (N, C)
         val_loss = nn.functional.cross_entropy(torch.log(torch.from_numpy(probs).clamp_min(1e-9)),
                                                torch.as_tensor(val_y, dtype=torch.long), weight=weights).item()
         pred = probs.argmax(1)
@@ -257,7 +295,7 @@ def train_classifier(model: nn.Module, train_seqs: list[list[int]], train_y: np.
                  epoch, row["train_loss"], val_loss, row["val_accuracy"], row["val_macro_f1"], row["lr"], row["reviews_per_s"])
         return row
 
-    steps_per_epoch = math.ceil(len(train_seqs) / cfg.batch_size)
+    steps_per_epoch = max(1, math.ceil(len(train_seqs) / cfg.batch_size) // distributed.world_size())
     return fit(model, run_epoch, cfg, device, steps_per_epoch, on_epoch_end, checkpoint, fingerprint,
                monitor=cfg.monitor, higher_is_better=cfg.monitor != "val_loss")
 
@@ -296,7 +334,24 @@ def save_outputs(tp, run_id: str, checkpoint: Path, ckpt: dict, history: list[di
     checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
 
 
-def run_classifier(params, extra_tags: dict[str, str] | None = None, task: str = "reviews") -> dict:
+def fingerprint_of(tp, vocab, split_path: str) -> str:
+    """A checkpoint is resumed only for the same model, loop settings, vocabulary, split and number
+    of processes (a process count other than 1 changes what each step sees)."""
+    world = distributed.world_size()
+    return (f"{params_hash(tp.model)}-{params_hash(tp.train)}-{vocab.hash}-{file_md5(split_path)[:12]}"
+            + (f"-world{world}" if world > 1 else ""))
+
+
+def start_tracking(params, tp, task, fingerprint, checkpoint, extra_tags, logged) -> tuple[str | None, Callable | None]:
+    """Rank 0 opens the MLflow run; other ranks log nothing (run id and epoch logger None)."""
+    if not distributed.is_main():
+        return None, None
+    run_id = open_run(params, tp, task, fingerprint, checkpoint, extra_tags, {**logged, "world_size": distributed.world_size()})
+    return run_id, tracking.epoch_logger(run_id)
+
+
+def run_classifier(params, extra_tags: dict[str, str] | None = None, task: str = "reviews",
+                   device: torch.device | None = None) -> dict:
     """Train the review classifier on the split; save models/<task>/model.pt and the MLflow run id."""
     tp = task_section(params, task)
     cfg = tp.train
@@ -314,13 +369,18 @@ def run_classifier(params, extra_tags: dict[str, str] | None = None, task: str =
     train_y, val_y = (np.array(data[s][1], dtype=np.int64) for s in ("train", "val"))
     if not train_seqs or not val_seqs:
         raise PipelineError(f"{tp.split.output}: no train or val reviews; rerun split with more reviews")
+    if math.ceil(len(train_seqs) / cfg.batch_size) < distributed.world_size():
+        raise PipelineError(f"{tp.split.output}: {len(train_seqs)} train reviews make fewer batches of {cfg.batch_size} "
+                            f"than the {distributed.world_size()} processes; lower {task}.train.batch_size or --nproc_per_node")
     weights = class_weights(train_y, len(classes), cfg.class_weights, cfg.imbalance_ratio)
     model_args = {"vocab_size": len(vocab), "num_classes": len(classes), **tp.model.model_dump()}
     model = RNNClassifier(**model_args)
-    device = pick_device(cfg.device)
-    fingerprint = f"{params_hash(tp.model)}-{params_hash(cfg)}-{vocab.hash}-{file_md5(tp.split.output)[:12]}"
+    if distributed.world_size() > 1:
+        torch.manual_seed(cfg.seed + distributed.rank())  # same initial weights, own dropout masks
+    device = device or pick_device(cfg.device)
+    fingerprint = fingerprint_of(tp, vocab, tp.split.output)
     checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
-    run_id = open_run(params, tp, task, fingerprint, checkpoint, extra_tags, {
+    run_id, on_epoch_end = start_tracking(params, tp, task, fingerprint, checkpoint, extra_tags, {
         "vocab.size": len(vocab), "data.train_reviews": len(train_seqs), "data.classes": len(classes),
         "class_weights": "none" if weights is None else ",".join(f"{w:.3f}" for w in weights.tolist()),
         "device": str(device),
@@ -328,42 +388,75 @@ def run_classifier(params, extra_tags: dict[str, str] | None = None, task: str =
     if weights is not None:
         log.info("classes are imbalanced: loss weights %s", dict(zip(classes, weights.tolist())))
     history = train_classifier(model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights,
-                               tracking.epoch_logger(run_id), checkpoint, fingerprint)
-    save_outputs(tp, run_id, checkpoint, {
-        "kind": "classifier", "model_args": model_args, "state_dict": model.state_dict(), "itos": vocab.itos,
-        "vocab_hash": vocab.hash, "tokenizer": tp.tokenize.model_dump(), "clean": tp.clean.model_dump(),
-        "classes": classes}, history)
+                               on_epoch_end, checkpoint, fingerprint)
+    if distributed.is_main():
+        save_outputs(tp, run_id, checkpoint, {
+            "kind": "classifier", "model_args": model_args, "state_dict": model.state_dict(), "itos": vocab.itos,
+            "vocab_hash": vocab.hash, "tokenizer": tp.tokenize.model_dump(), "clean": tp.clean.model_dump(),
+            "classes": classes}, history)
     best = max(history, key=lambda r: r["val_macro_f1"]) if cfg.monitor != "val_loss" else min(history, key=lambda r: r["val_loss"])
     return {"run_id": run_id, "epochs": len(history), "best_val_macro_f1": best["val_macro_f1"],
             "best_val_accuracy": best["val_accuracy"]}
 
 
+def output_args(model_cfg, vocab_size: int) -> dict:
+    """The output layer's constructor args for this vocabulary: adaptive cutoffs at or beyond the
+    vocabulary size are dropped (the default [2000, 10000] fits vocabularies of any size above 2000)."""
+    if model_cfg.output != "adaptive":
+        return {}
+    cutoffs = [c for c in model_cfg.adaptive_cutoffs if c < vocab_size]
+    if not cutoffs:
+        raise PipelineError(f"params.yaml: lyrics.model.adaptive_cutoffs {model_cfg.adaptive_cutoffs} are all >= the "
+                            f"vocabulary size {vocab_size}; set a cutoff below it (or output: softmax)")
+    if cutoffs != model_cfg.adaptive_cutoffs:
+        log.info("adaptive softmax: cutoffs %s (dropped those >= the vocabulary size %d)", cutoffs, vocab_size)
+    return {"adaptive_cutoffs": cutoffs}
+
+
 def run(params, extra_tags: dict[str, str] | None = None, task: str = "lyrics") -> dict:
-    """Train on the split, save models/<task>/model.pt (self-describing) and the MLflow run id."""
-    if task == "reviews":
-        return run_classifier(params, extra_tags, task)
+    """Train on the split, save models/<task>/model.pt (self-describing) and the MLflow run id.
+    Under torchrun: one data-parallel process per rank, outputs from rank 0."""
+    tp = task_section(params, task)
+    with distributed.session(pick_device(tp.train.device)) as device:
+        if task == "reviews":
+            return run_classifier(params, extra_tags, task, device)
+        return run_language_model(params, extra_tags, task, device)
+
+
+def run_language_model(params, extra_tags: dict[str, str] | None = None, task: str = "lyrics",
+                       device: torch.device | None = None) -> dict:
     lp = task_section(params, task)
     cfg = lp.train
+    set_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     vocab = load_vocab(lp.vocab.output)
     splits = tokens_by_split(lp.split.output)
+    world = distributed.world_size()
+    if cfg.batch_size < world:
+        raise PipelineError(f"params.yaml: lyrics.train.batch_size={cfg.batch_size} is split across {world} processes; "
+                            f"set it to at least {world} or lower --nproc_per_node")
+    # Columns are cut once for all processes, then each takes its block of them (N, B / world).
     train_data = batchify(lm_stream(splits["train"], vocab), cfg.batch_size)   # (N, B)
     val_data = batchify(lm_stream(splits["val"], vocab), min(cfg.batch_size, 8))
     if train_data.size(0) <= cfg.bptt or val_data.size(0) < 2:
         raise PipelineError(f"{lp.split.output}: corpus too small for batch_size={cfg.batch_size} x bptt={cfg.bptt}; "
                             f"add lyrics or lower lyrics.train.batch_size / bptt")
-    model_args = {"vocab_size": len(vocab), **lp.model.model_dump()}
+    n_train_tokens = train_data.numel()
+    train_data, val_data = distributed.shard_columns(train_data), distributed.shard_columns(val_data)
+    model_args = {"vocab_size": len(vocab), **lp.model.model_dump(), **output_args(lp.model, len(vocab))}
     model = RNNLanguageModel(**model_args)
-    device = pick_device(cfg.device)
-    # A checkpoint is resumed only for the same model, loop settings, vocabulary and split.
-    fingerprint = f"{params_hash(lp.model)}-{params_hash(cfg)}-{vocab.hash}-{file_md5(lp.split.output)[:12]}"
+    if world > 1:
+        torch.manual_seed(cfg.seed + distributed.rank())  # same initial weights, own dropout masks
+    device = device or pick_device(cfg.device)
+    fingerprint = fingerprint_of(lp, vocab, lp.split.output)
     checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
-    run_id = open_run(params, lp, task, fingerprint, checkpoint, extra_tags, {
-        "vocab.size": len(vocab), "data.train_tokens": train_data.numel(), "device": str(device)})
-    history = train_language_model(model, train_data, val_data, cfg, device, tracking.epoch_logger(run_id), checkpoint, fingerprint)
-    save_outputs(lp, run_id, checkpoint, {
-        "model_args": model_args, "state_dict": model.state_dict(), "itos": vocab.itos,
-        "vocab_hash": vocab.hash, "tokenizer": lp.tokenize.model_dump()}, history)
+    run_id, on_epoch_end = start_tracking(params, lp, task, fingerprint, checkpoint, extra_tags, {
+        "vocab.size": len(vocab), "data.train_tokens": n_train_tokens, "device": str(device)})
+    history = train_language_model(model, train_data, val_data, cfg, device, on_epoch_end, checkpoint, fingerprint)
+    if distributed.is_main():
+        save_outputs(lp, run_id, checkpoint, {
+            "model_args": model_args, "state_dict": model.state_dict(), "itos": vocab.itos,
+            "vocab_hash": vocab.hash, "tokenizer": lp.tokenize.model_dump()}, history)
     best = min(history, key=lambda r: r["val_loss"])
     return {"run_id": run_id, "epochs": len(history), "best_val_ppl": best["val_ppl"]}
 
