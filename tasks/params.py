@@ -115,7 +115,7 @@ class Train(TrainLoop):
     clip: float = Field(0.5, gt=0)
     early_stopping_patience: int = Field(5, ge=1)
     max_minutes: float = Field(4, gt=0)
-    num_threads: int = Field(0, ge=0)  # torch CPU threads per process; 0 = torch's default
+    num_threads: int = Field(1, ge=0)  # torch CPU threads per process; 0 = torch's default (all cores)
 
 
 class Evaluate(_Section):

@@ -219,12 +219,13 @@ def sh(args: list[str], cwd: Path, env: dict, timeout: int = 600) -> subprocess.
 
 
 @contextmanager
-def tiny_lyrics_run(tmp: Path, stages, **train_updates):
+def tiny_lyrics_run(tmp: Path, stages, model_updates: dict | None = None, **train_updates):
     """Write tiny lyrics params under tmp and run `stages` in-process there (MLflow store and its
     ./mlruns artifacts stay in tmp, not the repo); yields (params, {stage name: its result})."""
     from tasks.params import load_params
 
     raw = tiny_params_dict(tmp, write_tiny_corpus(tmp / "raw"))
+    raw["lyrics"]["model"].update(model_updates or {})
     raw["lyrics"]["train"].update(device="cpu", **train_updates)
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
