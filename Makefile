@@ -31,7 +31,7 @@ REVIEWS_SET := $(if $(REVIEWS),--set reviews.input.path=$(REVIEWS)) \
                $(if $(REVIEWS_TEXT),--set reviews.input.text_column=$(REVIEWS_TEXT)) \
                $(if $(REVIEWS_LABEL),--set reviews.input.label_column=$(REVIEWS_LABEL))
 
-.PHONY: setup run lyrics reviews test repro serve ui clean-outputs
+.PHONY: setup run lyrics reviews test repro serve ui bench clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -88,6 +88,11 @@ serve: setup
 	echo "serving; in another shell: PREFECT_API_URL=$$PREFECT_API_URL prefect deployment run train-lyrics/train-lyrics --watch"; \
 	echo "                       or: PREFECT_API_URL=$$PREFECT_API_URL prefect deployment run train-reviews/train-reviews --watch"; \
 	$(PY) -m flows.serve
+
+# Speed, memory and rerun figures, side by side: benchmarks/results.json + BENCHMARKS.md (~15 min).
+# The lyrics measures need a corpus: LYRICS=path (default ../shared/datasets/jaychou_lyrics.txt).
+bench: setup
+	$(PY) -m benchmarks.bench $(if $(LYRICS),--lyrics $(LYRICS))
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
