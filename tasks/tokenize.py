@@ -62,8 +62,11 @@ def jieba_tokenizer(user_dict: str | None = None) -> jieba.Tokenizer:
 def rjieba_tokenizer(user_dict: str | None = None):
     """jieba-rs (same dictionary as jieba); a user dictionary is added word by word, parsed as
     jieba parses it (`word [freq] [tag]`; no freq: the frequency that keeps the word whole)."""
-    import rjieba  # optional: pip install -e '.[fast]'
-
+    try:
+        import rjieba  # optional: pip install -e '.[fast]'
+    except ImportError:
+        raise PipelineError("tokenize.backend is rjieba but the rjieba package is not installed; "
+                            "pip install -e '.[fast]' or set tokenize.backend: jieba in params.yaml") from None
     tokenizer = rjieba.Jieba()
     for line in _user_dict_lines(user_dict) if user_dict else []:
         if line.strip():
@@ -116,8 +119,12 @@ def tokenize_table(table: pa.Table, cfg: Tokenize, keep_text: bool = False) -> p
 
 
 def _warm_up(cfg: Tokenize) -> None:
-    """Worker initializer: load the dictionary once per process, not once per batch."""
-    segmenter(cfg.level, cfg.hmm, cfg.user_dict, cfg.backend)
+    """Worker initializer: load the dictionary once per process, not once per batch. An error here
+    would only break the pool; the first batch raises it again, and that reaches the caller."""
+    try:
+        segmenter(cfg.level, cfg.hmm, cfg.user_dict, cfg.backend)
+    except PipelineError:
+        pass
 
 
 def open_input(path: str) -> pq.ParquetFile:
@@ -142,6 +149,11 @@ def tokenized_batches(pf: pq.ParquetFile, cfg: Tokenize, keep_text: bool) -> Ite
     workers = resolved_workers(cfg, pf.metadata.num_rows)
     if workers == 1:
         return (tokenize_batch(b, cfg, keep_text) for b in batches)
+    if cfg.level == "word":  # a missing package or a bad user dictionary: fail here, before the workers start
+        if cfg.backend == "rjieba":
+            rjieba_tokenizer(cfg.user_dict)  # cheap to build, unlike jieba's dictionary
+        elif cfg.user_dict:
+            _user_dict_lines(cfg.user_dict)
     log.info("tokenize: %d worker processes, %d rows per batch", workers, cfg.batch_rows)
     return ordered_map(partial(tokenize_batch, cfg=cfg, keep_text=keep_text), batches, workers,
                        initializer=_warm_up, initargs=(cfg,))
@@ -159,11 +171,15 @@ def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: st
     return {"rows": rows, "tokens": n_tokens}
 
 
+def tokenize_file(cfg: Tokenize, keep_text: bool = False) -> dict:
+    """`cfg.input` → `cfg.output`, streamed; returns the row and token counts."""
+    pf = open_input(cfg.input)
+    return write_batches(tokenized_batches(pf, cfg, keep_text), output_schema(pf.schema_arrow, keep_text), cfg.output)
+
+
 def run(params, task: str = "lyrics") -> dict:
     cfg = task_section(params, task).tokenize
-    keep_text = task == "reviews"
-    pf = open_input(cfg.input)
-    counts = write_batches(tokenized_batches(pf, cfg, keep_text), output_schema(pf.schema_arrow, keep_text), cfg.output)
+    counts = tokenize_file(cfg, keep_text=task == "reviews")
     log.info("tokenize (%s, %s): %d rows, %d tokens -> %s", cfg.level, cfg.backend, counts["rows"], counts["tokens"], cfg.output)
     return counts
 
