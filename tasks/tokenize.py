@@ -130,7 +130,9 @@ def _warm_up(cfg: Tokenize) -> None:
 def open_input(path: str) -> pq.ParquetFile:
     if not Path(path).is_file():
         raise PipelineError(f"{path}: tokenize input not found; run the clean stage first or fix tokenize.input in params.yaml")
-    pf = pq.ParquetFile(path)
+    # Unbuffered or pre-buffered reads load a whole column chunk (the whole column, when the file has
+    # one row group); a 1 MiB read buffer decodes page by page, so memory does not grow with the file.
+    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     if "text" not in pf.schema_arrow.names:
         raise PipelineError(f"{path}: no `text` column to tokenize; rerun the clean stage or fix tokenize.input in params.yaml")
     return pf
