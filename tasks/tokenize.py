@@ -52,6 +52,7 @@ def _user_dict_lines(user_dict: str) -> list[str]:
 def jieba_tokenizer(user_dict: str | None = None) -> jieba.Tokenizer:
     """A private jieba Tokenizer (not the global one), so a user dictionary never leaks across tasks."""
     tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()  # now, not at the first cut: a worker's initializer pays it, not its first batch
     if user_dict:
         _user_dict_lines(user_dict)  # missing or not UTF-8: our one-line error, not jieba's traceback
         tokenizer.load_userdict(user_dict)
