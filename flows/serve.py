@@ -7,8 +7,13 @@
 
 from prefect import serve
 
+from flows.scaleout import with_task_runner
 from flows.train_lyrics import train_lyrics
 from flows.train_reviews import train_reviews
+from tasks.params import load_params
 
 if __name__ == "__main__":
-    serve(train_lyrics.to_deployment(name="train-lyrics"), train_reviews.to_deployment(name="train-reviews"))
+    # The task runner (local or Dask) is fixed when serving starts, from params.yaml and the environment.
+    params = load_params()
+    serve(with_task_runner(train_lyrics, params).to_deployment(name="train-lyrics"),
+          with_task_runner(train_reviews, params).to_deployment(name="train-reviews"))

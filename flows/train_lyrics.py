@@ -12,7 +12,8 @@ from typing import Any
 
 from prefect import flow
 
-from flows.stages import clean_task, split_task, tokenize_task, train_evaluate_register, vocab_task
+from flows.scaleout import tokenize_step, with_task_runner
+from flows.stages import clean_task, split_task, train_evaluate_register, vocab_task
 from tasks.clean import corpus_files
 from tasks.cli import run_cli
 from tasks.params import load_params, parse_set_args, task_section
@@ -24,7 +25,7 @@ def train_lyrics(params_file: str = "params.yaml", overrides: dict[str, Any] | N
     {"lyrics.model.cell": "gru", "lyrics.train.epochs": 5}."""
     params = load_params(params_file, overrides)
     clean_task(params)
-    tokenize_task(params)
+    tokenize_step(params)
     split_task(params)
     vocab_task(params)
     return train_evaluate_register(params, "lyrics", artifact_key="mlflow-run")
@@ -37,8 +38,9 @@ def main() -> None:
     args = parser.parse_args()
     overrides = parse_set_args(args.set)
     # Fail on bad params or a missing corpus before Prefect starts, with one line and no traceback.
-    corpus_files(task_section(load_params(args.params, overrides), "lyrics").corpus)
-    result = train_lyrics(params_file=args.params, overrides=overrides)
+    params = load_params(args.params, overrides)
+    corpus_files(task_section(params, "lyrics").corpus)
+    result = with_task_runner(train_lyrics, params)(params_file=args.params, overrides=overrides)
     m = result["metrics"]
     print(f"test perplexity {m['test_perplexity']:.1f} (Kneser-Ney {m['kneser_ney_perplexity']:.1f}); "
           f"{result['registered']['model_name']} v{result['registered']['version']}: {result['registered']['reason']}")

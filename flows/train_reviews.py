@@ -12,7 +12,8 @@ from typing import Any
 
 from prefect import flow
 
-from flows.stages import clean_task, ingest_task, split_task, tokenize_task, train_evaluate_register, vocab_task
+from flows.scaleout import tokenize_step, with_task_runner
+from flows.stages import clean_task, ingest_task, split_task, train_evaluate_register, vocab_task
 from tasks.cli import run_cli
 from tasks.params import load_params, parse_set_args, task_section
 
@@ -27,7 +28,7 @@ def train_reviews(params_file: str = "params.yaml", overrides: dict[str, Any] | 
     task_section(params, TASK)
     ingest_task(params, task=TASK)
     clean_task(params, task=TASK)
-    tokenize_task(params, task=TASK)
+    tokenize_step(params, task=TASK)
     split_task(params, task=TASK)
     vocab_task(params, task=TASK)
     return train_evaluate_register(params, TASK, artifact_key="mlflow-run-reviews")
@@ -42,8 +43,9 @@ def main() -> None:
     # Fail on bad params or bad input before Prefect starts, with one line and no traceback.
     from tasks.ingest import ingest
 
-    ingest(task_section(load_params(args.params, overrides), TASK).input)
-    result = train_reviews(params_file=args.params, overrides=overrides)
+    params = load_params(args.params, overrides)
+    ingest(task_section(params, TASK).input)
+    result = with_task_runner(train_reviews, params)(params_file=args.params, overrides=overrides)
     m, reg = result["metrics"], result["registered"]
     print(f"test accuracy {m['test_accuracy']:.4f} macro-F1 {m['test_macro_f1']:.4f} "
           f"(TF-IDF baseline {m['baseline_accuracy']:.4f} / {m['baseline_macro_f1']:.4f}); "

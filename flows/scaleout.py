@@ -1,0 +1,59 @@
+"""Where the flows' tasks run: Prefect's default runner in the flow process, or a Dask cluster
+(`orchestration:` in params.yaml, or PIPELINE_DASK_ADDRESS). On Dask the tokenize stage fans out
+as one task per shard; every other stage still runs in the flow process.
+"""
+
+import os
+
+from prefect import Flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+
+from flows.stages import tokenize_task
+from tasks import tokenize
+from tasks.errors import PipelineError
+from tasks.params import task_section
+
+DASK_ADDRESS_ENV = "PIPELINE_DASK_ADDRESS"
+
+tokenize_shard_task = task(tokenize.tokenize_shard, name="tokenize-shard", cache_policy=NO_CACHE)
+
+
+def with_task_runner(flow: Flow, params) -> Flow:
+    """`flow` on the task runner that params.orchestration (or PIPELINE_DASK_ADDRESS) asks for."""
+    orchestration = params.orchestration
+    address = os.environ.get(DASK_ADDRESS_ENV) or orchestration.dask_address
+    if orchestration.task_runner == "local" and not os.environ.get(DASK_ADDRESS_ENV):
+        return flow
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise PipelineError("orchestration.task_runner: dask needs prefect-dask; pip install -e '.[dask]' "
+                            "or set task_runner: local in params.yaml") from None
+    # No address: a temporary LocalCluster, one single-threaded worker per core (jieba holds the GIL).
+    runner = DaskTaskRunner(address=address) if address else DaskTaskRunner(cluster_kwargs={"threads_per_worker": 1})
+    return flow.with_options(task_runner=runner)
+
+
+def on_dask() -> bool:
+    """Whether the running flow submits its tasks to a Dask cluster."""
+    context = FlowRunContext.get()
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        return False
+    return context is not None and isinstance(context.task_runner, DaskTaskRunner)
+
+
+def tokenize_step(params, task: str = "lyrics") -> dict:
+    """The tokenize stage: in the flow process (worker processes per `tokenize.workers`), or on Dask
+    one `tokenize-shard` task per row range, merged here in shard order into the same file.
+    Cluster workers read `tokenize.input` themselves, so it must be reachable from them (a shared
+    filesystem); they send their rows back, so only the flow process writes."""
+    if not on_dask():
+        return tokenize_task(params, task=task)
+    cfg = task_section(params, task).tokenize
+    keep_text = task == "reviews"
+    futures = [tokenize_shard_task.submit(cfg, start, stop, keep_text)
+               for start, stop in tokenize.plan_shards(cfg, params.orchestration.shard_rows)]
+    return tokenize.write_tables((future.result() for future in futures), cfg, keep_text)
