@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.stages import clean_task, ingest_task, split_task, tokenize_task, train_evaluate_register, vocab_task
+from flows.stages import clean_task, ingest_task, split_task, tokenize_task, stages_summary, train_evaluate_register, vocab_task
 from tasks.cli import run_cli
 from tasks.params import load_params, parse_set_args, task_section
 
@@ -20,7 +20,7 @@ TASK = "reviews"
 
 
 @flow(name="train-reviews", log_prints=True)
-def train_reviews(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
+def train_reviews(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False) -> dict:
     """Run the reviews pipeline; `overrides` maps dotted params keys to values, e.g.
     {"reviews.model.cell": "lstm", "reviews.input.path": "my_reviews.csv"}."""
     params = load_params(params_file, overrides)
@@ -37,17 +37,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the train-reviews flow on Prefect (ephemeral API by default).")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param (repeatable)")
+    parser.add_argument("--refresh", "--force", action="store_true", help="rerun every stage, ignoring cached results")
     args = parser.parse_args()
     overrides = parse_set_args(args.set)
     # Fail on bad params or bad input before Prefect starts, with one line and no traceback.
     from tasks.ingest import ingest
 
     ingest(task_section(load_params(args.params, overrides), TASK).input)
-    result = train_reviews(params_file=args.params, overrides=overrides)
+    result = train_reviews(params_file=args.params, overrides=overrides, refresh=args.refresh)
     m, reg = result["metrics"], result["registered"]
     print(f"test accuracy {m['test_accuracy']:.4f} macro-F1 {m['test_macro_f1']:.4f} "
           f"(TF-IDF baseline {m['baseline_accuracy']:.4f} / {m['baseline_macro_f1']:.4f}); "
           f"{reg['model_name']} v{reg['version']}: {reg['reason']}")
+    print(stages_summary(result["stages"]))
 
 
 if __name__ == "__main__":
