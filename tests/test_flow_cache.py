@@ -2,7 +2,6 @@
 unchanged and its outputs are still the files it wrote; what a stage reads and writes comes from
 dvc.yaml (tasks/fingerprint.py)."""
 
-import json
 import re
 import shutil
 import sys
@@ -10,7 +9,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 
 from tasks import fingerprint as fp
 from tasks.params import load_params
