@@ -24,6 +24,7 @@ from prefect.transactions import get_transaction
 from tasks.atomic import write_json
 from tasks.errors import PipelineError
 from tasks.fingerprint import fingerprint, outputs_state, stage_spec
+from tasks.params import experiment_name
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,6 @@ def train_evaluate_register(params, task: str, artifact_key: str) -> dict:
     """The tail both flows share. The flow run and its MLflow run carry each other's ids: MLflow
     tags `prefect.flow_run_*`, Prefect artifact `artifact_key` with the MLflow run id. `stages`
     in the result says which stages ran and which were cached in this flow run."""
-    from tasks.tracking import experiment_name  # imports MLflow: only when the tail is reached
-
     tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
     trained = train_task(params, extra_tags=tags, task=task)
     create_markdown_artifact(key=artifact_key, markdown=f"MLflow run `{trained['run_id']}` "
