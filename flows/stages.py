@@ -56,6 +56,24 @@ def write_record(stage: str, record: dict) -> None:
     write_json(record, records_dir() / f"{stage}.json")
 
 
+def fresh_key(spec, fp: str) -> str | None:
+    """The key of the stage's last run if its inputs fingerprint as `fp` and its outputs are still
+    the files that run wrote; else None."""
+    record = read_record(spec.name)
+    if record and record.get("fingerprint") == fp and record.get("outputs") == outputs_state(spec):
+        return record["key"]
+    return None
+
+
+def is_fresh(params, stage: str) -> bool:
+    """Whether stage `stage` (e.g. `reviews-ingest`) would be cached now (barring a refresh)."""
+    try:
+        spec = stage_spec(params, stage)
+    except PipelineError:
+        return False
+    return fresh_key(spec, fingerprint(spec)) is not None
+
+
 @dataclass
 class StageCache(CachePolicy):
     """Cache key of a stage run. The key is reused only when the stage's input fingerprint equals the
@@ -74,10 +92,8 @@ class StageCache(CachePolicy):
             log.warning("%s runs uncached: %s", stage, exc)
             return None
         fp = fingerprint(spec)
-        record = read_record(stage)
-        if (not flow_parameters.get("refresh") and record and record.get("fingerprint") == fp
-                and record.get("outputs") == outputs_state(spec)):
-            return record["key"]
+        if not flow_parameters.get("refresh") and (key := fresh_key(spec, fp)):
+            return key
         key = f"{stage}-{fp[:16]}-{uuid.uuid4().hex[:12]}"
         write_record(stage, {"fingerprint": fp, "key": key, "outputs": None})  # outputs: filled in after the run
         return key

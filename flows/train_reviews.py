@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.stages import clean_task, ingest_task, split_task, tokenize_task, stages_summary, train_evaluate_register, vocab_task
+from flows.stages import clean_task, ingest_task, is_fresh, split_task, tokenize_task, stages_summary, train_evaluate_register, vocab_task
 from tasks.cli import run_cli
 from tasks.params import load_params, parse_set_args, task_section
 
@@ -40,10 +40,13 @@ def main() -> None:
     parser.add_argument("--refresh", "--force", action="store_true", help="rerun every stage, ignoring cached results")
     args = parser.parse_args()
     overrides = parse_set_args(args.set)
-    # Fail on bad params or bad input before Prefect starts, with one line and no traceback.
-    from tasks.ingest import ingest
+    # Fail on bad params or bad input before Prefect starts, with one line and no traceback
+    # (reading the corpus takes seconds: skipped when ingest is cached from a run that read it).
+    params = load_params(args.params, overrides)
+    if args.refresh or not is_fresh(params, f"{TASK}-ingest"):
+        from tasks.ingest import ingest
 
-    ingest(task_section(load_params(args.params, overrides), TASK).input)
+        ingest(task_section(params, TASK).input)
     result = train_reviews(params_file=args.params, overrides=overrides, refresh=args.refresh)
     m, reg = result["metrics"], result["registered"]
     print(f"test accuracy {m['test_accuracy']:.4f} macro-F1 {m['test_macro_f1']:.4f} "

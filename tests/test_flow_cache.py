@@ -98,12 +98,14 @@ def test_cache_key_is_reused_only_while_inputs_and_outputs_hold(tmp_path, monkey
     first = key()
     run_under(first)
     assert key() == first                       # nothing changed: a hit
+    assert stages.is_fresh(params, "lyrics-vocab")
     refreshed = key(refresh=True)               # flow parameter refresh=True: a fresh key
     assert refreshed != first
     run_under(refreshed)
     assert key() == refreshed
     out = Path(params.lyrics.vocab.output)
     out.unlink()                                # a deleted output
+    assert not stages.is_fresh(params, "lyrics-vocab")
     deleted = key()
     assert deleted != refreshed
     run_under(deleted)

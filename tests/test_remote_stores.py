@@ -3,6 +3,7 @@ server with its own backend and artifact store, and a Prefect server with a proc
 a worker (the alternative to `flows.serve`)."""
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,10 +101,18 @@ def test_process_work_pool_worker_runs_the_deployment(tmp_path):
         assert "deployed" in out.stdout
         worker = subprocess.Popen([prefect, "worker", "start", "--pool", "test-pool"], cwd=logs, env=env,
                                   stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
-        out = sh([prefect, "deployment", "run", "train-lyrics/train-lyrics", "--watch"], tmp_path, env, timeout=600)
+        run = [prefect, "deployment", "run", "train-lyrics/train-lyrics", "--watch"]
+        out = sh(run, tmp_path, env, timeout=600)
         assert "Completed" in out.stdout, out.stdout[-2000:]
         assert (tmp_path / "reports/lyrics/registered.json").exists()  # the worker ran it in the project dir
         assert "test-pool" in sh([prefect, "deployment", "inspect", "train-lyrics/train-lyrics"], tmp_path, env).stdout
+
+        # Run again: the worker's flow run finds every stage in the cache (Prefect's task-run logs).
+        out = sh(run, tmp_path, env, timeout=600)
+        assert "Completed" in out.stdout, out.stdout[-2000:]
+        flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1)
+        logs = sh([prefect, "flow-run", "logs", flow_run_id], tmp_path, env).stdout
+        assert logs.count("Finished in state Cached") == 7, logs[-3000:]
     finally:
         stop(worker)
         stop(server)
