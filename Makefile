@@ -12,6 +12,8 @@ REVIEWS ?=
 REVIEWS_TEXT  ?=
 REVIEWS_LABEL ?=
 PORT    ?= 4200
+# the Prefect process work pool `make worker` deploys to and polls
+POOL    ?= local
 PY      := $(VENV)/bin/python
 
 # Stage commands in dvc.yaml say `python`/`dvc`: make them the venv's.
@@ -31,7 +33,7 @@ REVIEWS_SET := $(if $(REVIEWS),--set reviews.input.path=$(REVIEWS)) \
                $(if $(REVIEWS_TEXT),--set reviews.input.text_column=$(REVIEWS_TEXT)) \
                $(if $(REVIEWS_LABEL),--set reviews.input.label_column=$(REVIEWS_LABEL))
 
-.PHONY: setup run lyrics reviews test repro serve ui bench clean-outputs
+.PHONY: setup run lyrics reviews test repro serve worker ui bench clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -88,6 +90,18 @@ serve: setup
 	echo "serving; in another shell: PREFECT_API_URL=$$PREFECT_API_URL prefect deployment run train-lyrics/train-lyrics --watch"; \
 	echo "                       or: PREFECT_API_URL=$$PREFECT_API_URL prefect deployment run train-reviews/train-reviews --watch"; \
 	$(PY) -m flows.serve
+
+# The work-pool alternative to `serve`: a Prefect server on 127.0.0.1, both flows deployed to the
+# process work pool POOL (flows/deploy.py), and a worker polling it; stop all with Ctrl-C. With a
+# server elsewhere, run the last two commands yourself with PREFECT_API_URL set (see README).
+worker: setup
+	@$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PORT) & server=$$!; \
+	trap "kill $$server" EXIT; \
+	export PREFECT_API_URL=http://127.0.0.1:$(PORT)/api; \
+	until curl -sf $$PREFECT_API_URL/health >/dev/null; do sleep 1; done; \
+	$(PY) -m flows.deploy --pool $(POOL) && \
+	echo "in another shell: PREFECT_API_URL=$$PREFECT_API_URL prefect deployment run train-lyrics/train-lyrics --watch" && \
+	$(VENV)/bin/prefect worker start --pool $(POOL)
 
 # Speed, memory and rerun figures, side by side: benchmarks/results.json + BENCHMARKS.md (~15 min).
 # The lyrics measures need a corpus: LYRICS=path (default ../shared/datasets/jaychou_lyrics.txt).

@@ -9,7 +9,7 @@ from prefect import Flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
-from flows.stages import tokenize_task
+from flows.stages import is_fresh, note_outcome, tokenize_task
 from tasks import tokenize
 from tasks.errors import PipelineError
 from tasks.params import task_section
@@ -45,13 +45,20 @@ def on_dask() -> bool:
     return context is not None and isinstance(context.task_runner, DaskTaskRunner)
 
 
-def tokenize_step(params, task: str = "lyrics") -> dict:
+def tokenize_step(params, task: str = "lyrics", refresh: bool = False) -> dict | None:
     """The tokenize stage: in the flow process (worker processes per `tokenize.workers`), or on Dask
     one `tokenize-shard` task per row range, merged here in shard order into the same file.
     Cluster workers read `tokenize.input` themselves, so it must be reachable from them (a shared
-    filesystem); they send their rows back, so only the flow process writes."""
+    filesystem); they send their rows back, so only the flow process writes.
+    On Dask the stage is skipped when its last run's record still holds (same inputs, params and
+    code; outputs intact): the sharded output is byte-identical to a local run's, so that record
+    stays true whichever runner wrote the file."""
     if not on_dask():
         return tokenize_task(params, task=task)
+    if not refresh and is_fresh(params, f"{task}-tokenize"):
+        note_outcome("tokenize", "cached")
+        return None
+    note_outcome("tokenize", "ran")
     cfg = task_section(params, task).tokenize
     keep_text = task == "reviews"
     futures = [tokenize_shard_task.submit(cfg, start, stop, keep_text)

@@ -13,19 +13,19 @@ from typing import Any
 from prefect import flow
 
 from flows.scaleout import tokenize_step, with_task_runner
-from flows.stages import clean_task, split_task, train_evaluate_register, vocab_task
+from flows.stages import clean_task, split_task, stages_summary, train_evaluate_register, vocab_task
 from tasks.clean import corpus_files
 from tasks.cli import run_cli
 from tasks.params import load_params, parse_set_args, task_section
 
 
 @flow(name="train-lyrics", log_prints=True)
-def train_lyrics(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
+def train_lyrics(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False) -> dict:
     """Run the lyrics pipeline; `overrides` maps dotted params keys to values, e.g.
     {"lyrics.model.cell": "gru", "lyrics.train.epochs": 5}."""
     params = load_params(params_file, overrides)
     clean_task(params)
-    tokenize_step(params)
+    tokenize_step(params, refresh=refresh)
     split_task(params)
     vocab_task(params)
     return train_evaluate_register(params, "lyrics", artifact_key="mlflow-run")
@@ -35,15 +35,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the train-lyrics flow on Prefect (ephemeral API by default).")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param (repeatable)")
+    parser.add_argument("--refresh", "--force", action="store_true", help="rerun every stage, ignoring cached results")
     args = parser.parse_args()
     overrides = parse_set_args(args.set)
     # Fail on bad params or a missing corpus before Prefect starts, with one line and no traceback.
     params = load_params(args.params, overrides)
     corpus_files(task_section(params, "lyrics").corpus)
-    result = with_task_runner(train_lyrics, params)(params_file=args.params, overrides=overrides)
+    result = with_task_runner(train_lyrics, params)(params_file=args.params, overrides=overrides, refresh=args.refresh)
     m = result["metrics"]
     print(f"test perplexity {m['test_perplexity']:.1f} (Kneser-Ney {m['kneser_ney_perplexity']:.1f}); "
           f"{result['registered']['model_name']} v{result['registered']['version']}: {result['registered']['reason']}")
+    print(stages_summary(result["stages"]))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 
 from flows.scaleout import tokenize_step, with_task_runner
-from flows.stages import clean_task, ingest_task, split_task, train_evaluate_register, vocab_task
+from flows.stages import clean_task, ingest_task, is_fresh, split_task, stages_summary, train_evaluate_register, vocab_task
 from tasks.cli import run_cli
 from tasks.params import load_params, parse_set_args, task_section
 
@@ -21,14 +21,14 @@ TASK = "reviews"
 
 
 @flow(name="train-reviews", log_prints=True)
-def train_reviews(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
+def train_reviews(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False) -> dict:
     """Run the reviews pipeline; `overrides` maps dotted params keys to values, e.g.
     {"reviews.model.cell": "lstm", "reviews.input.path": "my_reviews.csv"}."""
     params = load_params(params_file, overrides)
     task_section(params, TASK)
     ingest_task(params, task=TASK)
     clean_task(params, task=TASK)
-    tokenize_step(params, task=TASK)
+    tokenize_step(params, task=TASK, refresh=refresh)
     split_task(params, task=TASK)
     vocab_task(params, task=TASK)
     return train_evaluate_register(params, TASK, artifact_key="mlflow-run-reviews")
@@ -38,18 +38,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the train-reviews flow on Prefect (ephemeral API by default).")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param (repeatable)")
+    parser.add_argument("--refresh", "--force", action="store_true", help="rerun every stage, ignoring cached results")
     args = parser.parse_args()
     overrides = parse_set_args(args.set)
-    # Fail on bad params or bad input before Prefect starts, with one line and no traceback.
-    from tasks.ingest import ingest
-
+    # Fail on bad params or bad input before Prefect starts, with one line and no traceback
+    # (reading the corpus takes seconds: skipped when ingest is cached from a run that read it).
     params = load_params(args.params, overrides)
-    ingest(task_section(params, TASK).input)
-    result = with_task_runner(train_reviews, params)(params_file=args.params, overrides=overrides)
+    if args.refresh or not is_fresh(params, f"{TASK}-ingest"):
+        from tasks.ingest import ingest
+
+        ingest(task_section(params, TASK).input)
+    result = with_task_runner(train_reviews, params)(params_file=args.params, overrides=overrides, refresh=args.refresh)
     m, reg = result["metrics"], result["registered"]
     print(f"test accuracy {m['test_accuracy']:.4f} macro-F1 {m['test_macro_f1']:.4f} "
           f"(TF-IDF baseline {m['baseline_accuracy']:.4f} / {m['baseline_macro_f1']:.4f}); "
           f"{reg['model_name']} v{reg['version']}: {reg['reason']}")
+    print(stages_summary(result["stages"]))
 
 
 if __name__ == "__main__":

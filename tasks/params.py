@@ -259,6 +259,13 @@ def task_section(params: Params, task: str):
     return section
 
 
+def experiment_name(params: Params, task: str = "lyrics") -> str:
+    """The MLflow experiment of a task: `tracking.experiment` for lyrics; a task section's own
+    `experiment` (reviews) wins for its task. Here, not in tasks.tracking, so that naming it does
+    not import MLflow."""
+    return getattr(getattr(params, task, None), "experiment", None) or params.tracking.experiment
+
+
 def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
     """Set dotted keys (`lyrics.model.cell`) in a nested dict; string values are parsed as YAML."""
     for dotted, value in overrides.items():

@@ -10,11 +10,7 @@ import mlflow
 from mlflow.entities import Metric
 
 from tasks.atomic import write_json
-
-
-def experiment_name(params, task: str = "lyrics") -> str:
-    """`tracking.experiment` for lyrics; a task section's own `experiment` (reviews) wins for its task."""
-    return getattr(getattr(params, task, None), "experiment", None) or params.tracking.experiment
+from tasks.params import experiment_name  # noqa: F401  (re-exported: callers know it from here)
 
 
 def configure(params, task: str = "lyrics") -> None:
