@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from tasks.atomic import atomic_path
 from tasks.cli import stage_main
 from tasks.errors import PipelineError
-from tasks.parallel import ordered_map, usable_cores
+from tasks.parallel import ordered_map, start_method, usable_cores
 from tasks.params import Tokenize, task_section
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,10 @@ def tokenized_batches(pf: pq.ParquetFile, cfg: Tokenize, keep_text: bool) -> Ite
             rjieba_tokenizer(cfg.user_dict)  # cheap to build, unlike jieba's dictionary
         elif cfg.user_dict:
             _user_dict_lines(cfg.user_dict)
-    log.info("tokenize: %d worker processes, %d rows per batch", workers, cfg.batch_rows)
+    method = start_method()
+    if method == "fork":  # load the dictionary once here; every forked worker inherits it
+        segmenter(cfg.level, cfg.hmm, cfg.user_dict, cfg.backend)
+    log.info("tokenize: %d worker processes (%s), %d rows per batch", workers, method, cfg.batch_rows)
     return ordered_map(partial(tokenize_batch, cfg=cfg, keep_text=keep_text), batches, workers,
                        initializer=_warm_up, initargs=(cfg,))
 
