@@ -7,16 +7,16 @@ and its MLflow run carry each other's ids (MLflow tag `prefect.flow_run_id`, Pre
 `mlflow-run`).
 """
 
-import argparse
 from typing import Any
 
 from prefect import flow
 
+from flows.cli import parse_flow_args
 from flows.scaleout import tokenize_step, with_task_runner
 from flows.stages import clean_task, split_task, stages_summary, train_evaluate_register, vocab_task
 from tasks.clean import corpus_files
 from tasks.cli import run_cli
-from tasks.params import load_params, parse_set_args, task_section
+from tasks.params import load_params, task_section
 
 
 @flow(name="train-lyrics", log_prints=True)
@@ -32,14 +32,8 @@ def train_lyrics(params_file: str = "params.yaml", overrides: dict[str, Any] | N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the train-lyrics flow on Prefect (ephemeral API by default).")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param (repeatable)")
-    parser.add_argument("--refresh", "--force", action="store_true", help="rerun every stage, ignoring cached results")
-    args = parser.parse_args()
-    overrides = parse_set_args(args.set)
+    args, overrides, params = parse_flow_args("Run the train-lyrics flow on Prefect (ephemeral API by default).")
     # Fail on bad params or a missing corpus before Prefect starts, with one line and no traceback.
-    params = load_params(args.params, overrides)
     corpus_files(task_section(params, "lyrics").corpus)
     result = with_task_runner(train_lyrics, params)(params_file=args.params, overrides=overrides, refresh=args.refresh)
     m = result["metrics"]

@@ -7,15 +7,15 @@ same artifacts. The flow run and its MLflow run carry each other's ids (MLflow t
 `prefect.flow_run_id`, Prefect artifact `mlflow-run-reviews`).
 """
 
-import argparse
 from typing import Any
 
 from prefect import flow
 
+from flows.cli import parse_flow_args
 from flows.scaleout import tokenize_step, with_task_runner
 from flows.stages import clean_task, ingest_task, is_fresh, split_task, stages_summary, train_evaluate_register, vocab_task
 from tasks.cli import run_cli
-from tasks.params import load_params, parse_set_args, task_section
+from tasks.params import load_params, task_section
 
 TASK = "reviews"
 
@@ -35,15 +35,9 @@ def train_reviews(params_file: str = "params.yaml", overrides: dict[str, Any] | 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the train-reviews flow on Prefect (ephemeral API by default).")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a param (repeatable)")
-    parser.add_argument("--refresh", "--force", action="store_true", help="rerun every stage, ignoring cached results")
-    args = parser.parse_args()
-    overrides = parse_set_args(args.set)
+    args, overrides, params = parse_flow_args("Run the train-reviews flow on Prefect (ephemeral API by default).")
     # Fail on bad params or bad input before Prefect starts, with one line and no traceback
     # (reading the corpus takes seconds: skipped when ingest is cached from a run that read it).
-    params = load_params(args.params, overrides)
     if args.refresh or not is_fresh(params, f"{TASK}-ingest"):
         from tasks.ingest import ingest
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from tasks import lineage
 from tasks.errors import PipelineError
 
 TASKS_DIR = Path(__file__).resolve().parent
@@ -77,11 +78,7 @@ def file_md5(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _MD5:
-        digest = hashlib.md5()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _MD5[key] = digest.hexdigest()
+        _MD5[key] = lineage.file_md5(path)
     return _MD5[key]
 
 
