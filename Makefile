@@ -26,6 +26,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 # Stage logs in Prefect's output and UI, also in the subprocesses a served deployment starts.
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= tasks
+# ...and no warning when a stage logs outside a flow run (dvc repro, tests): those logs stay local.
+export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
 LYRICS_STAGES := lyrics-clean lyrics-tokenize lyrics-split lyrics-vocab lyrics-train lyrics-evaluate lyrics-register
 REVIEWS_STAGES := reviews-ingest reviews-clean reviews-tokenize reviews-split reviews-vocab reviews-train reviews-evaluate reviews-register
