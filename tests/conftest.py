@@ -211,6 +211,16 @@ def build_tiny_project(root: Path, tasks: tuple[str, ...] = ("lyrics",)) -> dict
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
+def stop(proc: subprocess.Popen | None) -> None:
+    """Terminate a server a test started (kill it if it ignores that for 30 s)."""
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def sh(args: list[str], cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a command; on failure the assertion shows the tail of its output."""
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

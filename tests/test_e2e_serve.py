@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_tiny_project, sh
+from tests.conftest import build_tiny_project, sh, stop
 
 pytestmark = pytest.mark.slow
 
@@ -64,9 +64,4 @@ def test_served_deployment_runs(tmp_path: Path):
         assert (tmp_path / "reports/reviews/registered.json").exists()
     finally:
         for proc in (served, server):
-            if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(proc)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_tiny_project, sh, tiny_params_dict, write_params, write_tiny_corpus
+from tests.conftest import build_tiny_project, sh, stop, tiny_params_dict, write_params, write_tiny_corpus
 from tests.test_e2e_serve import free_port, healthy, wait_until
 
 pytestmark = pytest.mark.slow
@@ -19,15 +19,6 @@ BIN = Path(sys.executable).parent
 
 def md5s(root: Path, paths: list[str]) -> dict[str, str]:
     return {p: hashlib.md5((root / p).read_bytes()).hexdigest() for p in paths}
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_dvc_push_then_pull_restores_the_same_bytes(tmp_path):
