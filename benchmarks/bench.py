@@ -29,11 +29,12 @@ MEASURES = ("reruns", "training", "segmentation", "memory", "gpu")
 log = logging.getLogger("benchmarks")
 
 
-def lyrics_project(work: Path, corpus: Path, run_flow: bool) -> tuple[Path, dict, list]:
+def lyrics_project(work: Path, corpus: Path, run_flow: bool) -> tuple[Path, list]:
+    """The scratch lyrics project, with the rerun measures when `run_flow` (their full flow run
+    leaves the split and vocabulary the training measures use)."""
     project = work / "project"
     env = scratch.make_lyrics_project(project, corpus)
-    results = reruns.measure(project, env) if run_flow else []
-    return project, env, results
+    return project, reruns.measure(project, env) if run_flow else []
 
 
 def main() -> None:
@@ -59,7 +60,7 @@ def main() -> None:
     results: list[report.Measure] = []
     try:
         if {"reruns", "training"} & set(only):
-            project, _, results = lyrics_project(work, corpus, "reruns" in only)
+            project, results = lyrics_project(work, corpus, "reruns" in only)
             if "training" in only:
                 results += measure_training(project)
         os.chdir(ROOT)  # the reviews measures read the repo's params.yaml; their paths point into `work`
