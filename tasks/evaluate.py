@@ -31,7 +31,8 @@ from tasks.atomic import atomic_path, write_json, write_text
 from tasks.batching import encode_texts, lm_stream
 from tasks.cli import stage_main
 from tasks.generate import generate_text, load_checkpoint
-from tasks.kneser_ney import KneserNeyLM
+from tasks.kneser_ney import KneserNeyLM, fit_unigram_cache, perplexity_with_cache
+from tasks.neural_cache import cached_perplexity
 from tasks.params import task_section
 from tasks.predict import ReviewModel
 from tasks.tfidf_baseline import fit_tfidf_baseline
@@ -91,14 +92,23 @@ def run(params, task: str = "lyrics") -> dict:
     set_threads(lp.train.num_threads)
     model, vocab, tokenizer = load_checkpoint(Path(lp.train.output_dir) / "model.pt")
     splits = tokens_by_split(lp.split.output)
-    test_stream = lm_stream(splits["test"], vocab)                      # (N,)
-    test_ppl = perplexity(model, test_stream, lp.train.bptt)
+    test_stream, val_stream = (lm_stream(splits[s], vocab) for s in ("test", "val"))   # (N,)
+    # The model as it generates: with its continuous cache when training fitted one (tasks/neural_cache.py).
+    test_ppl = cached_perplexity(model, test_stream, model.cache)
     kn = KneserNeyLM(cfg.ngram_order).fit(lm_stream(splits["train"], vocab).tolist(), len(vocab))
     kn_ppl = kn.perplexity(test_stream.tolist())
+    kn_cache = fit_unigram_cache(kn, val_stream.tolist())
+    kn_cache_ppl = perplexity_with_cache(kn, test_stream.tolist(), kn_cache)
     metrics = {
         "test_perplexity": test_ppl,
         "kneser_ney_perplexity": kn_ppl,
         "ratio_to_kneser_ney": test_ppl / kn_ppl,
+        # Both models without / with a cache of the recent text, so the share of the lead that the
+        # cache makes (the test split repeats its own choruses) can be read off.
+        "test_perplexity_without_cache": perplexity(model, test_stream, lp.train.bptt),
+        "kneser_ney_cache_perplexity": kn_cache_ppl,
+        "ratio_to_kneser_ney_cache": test_ppl / kn_cache_ppl,
+        "cache_lambda": model.cache["lam"] if model.cache else 0.0,
         "test_oov_rate": oov_rate(splits["test"], vocab),
         # Lines the test split shares verbatim with train (repeated songs): memorisable, so they
         # favour the n-gram baseline; reported so the comparison can be read with that in mind.
@@ -119,6 +129,8 @@ def run(params, task: str = "lyrics") -> dict:
     log_evaluation(params, task, lp, metrics, out, ("metrics.json", "samples.md", "learning_curves.png"))
     log.info("test perplexity %.1f vs Kneser-Ney (order %d) %.1f: ratio %.2f; OOV %.1f%%", test_ppl, cfg.ngram_order,
              kn_ppl, metrics["ratio_to_kneser_ney"], 100 * metrics["test_oov_rate"])
+    log.info("without caches: LSTM %.1f, Kneser-Ney %.1f; both with a cache: LSTM %.1f, Kneser-Ney %.1f (ratio %.2f)",
+             metrics["test_perplexity_without_cache"], kn_ppl, test_ppl, kn_cache_ppl, metrics["ratio_to_kneser_ney_cache"])
     return metrics
 
 

@@ -26,6 +26,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     ckpt = torch.load(path, map_location=device, weights_only=True)
     model = RNNLanguageModel(**ckpt["model_args"])
     model.load_state_dict(ckpt["state_dict"])
+    model.cache = ckpt.get("cache")  # absent from checkpoints written before the cache existed
     return model.to(device).eval(), Vocab(ckpt["itos"]), ckpt["tokenizer"]
 
 
@@ -62,7 +63,8 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: flo
 def generate(model: RNNLanguageModel, vocab: Vocab, start: list[str], length: int, temperature: float = 0.8,
              top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> list[str]:
     """Continue `start` (in-vocab tokens) by `length` sampled tokens; returns start + continuation.
-    <pad>, <unk> and <bos> are never sampled."""
+    <pad>, <unk> and <bos> are never sampled. The continuous cache is not used here: filled with the
+    model's own samples it feeds them back and the text loops (tasks/neural_cache.py)."""
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
     banned = torch.tensor([vocab.stoi[t] for t in SPECIALS if t != EOS])

@@ -57,10 +57,46 @@ class KneserNeyLM:
             p = max(c - d, 0.0) / total + d * self.context_types[k][h] / total * p
         return p
 
+    def target_probs(self, ids: list[int]) -> list[float]:
+        """P(ids[i] | the tokens before it) for i >= 1 (the same targets the RNN is scored on)."""
+        return [self.prob(tuple(ids[max(0, i - self.order + 1) : i]), ids[i]) for i in range(1, len(ids))]
+
     def perplexity(self, ids: list[int]) -> float:
-        """exp of the mean negative log-probability of ids[1:], each given its preceding tokens
-        (the same targets the RNN is scored on)."""
-        nll = 0.0
-        for i in range(1, len(ids)):
-            nll -= math.log(self.prob(tuple(ids[max(0, i - self.order + 1) : i]), ids[i]))
-        return math.exp(nll / max(len(ids) - 1, 1))
+        """exp of the mean negative log-probability of ids[1:], each given its preceding tokens."""
+        return math.exp(-sum(math.log(p) for p in self.target_probs(ids)) / max(len(ids) - 1, 1))
+
+
+# The n-gram counterpart of the LSTM's continuous cache (Kuhn & De Mori, 1990): a unigram
+# distribution over the last `window` tokens mixed in with weight `lam`, both picked on validation.
+# Reported beside the plain baseline, so a reader sees how much of the LSTM's lead the cache makes.
+CACHE_LAMBDAS = (0.05, 0.1, 0.2, 0.3, 0.4)
+CACHE_WINDOWS = (100, 200, 500, 1000)
+
+
+def unigram_cache_probs(ids: list[int], window: int) -> list[float]:
+    """For i >= 1: the share of ids[i] among the (up to) `window` tokens before it (a sliding count)."""
+    counts: Counter = Counter()
+    out = []
+    for i in range(1, len(ids)):
+        counts[ids[i - 1]] += 1
+        if i - 1 - window >= 0:
+            counts[ids[i - 1 - window]] -= 1
+        out.append(counts[ids[i]] / min(i, window))
+    return out
+
+
+def mixed_perplexity(model_probs: list[float], cache_probs: list[float], lam: float) -> float:
+    nll = -sum(math.log((1 - lam) * p + lam * c) for p, c in zip(model_probs, cache_probs))
+    return math.exp(nll / max(len(model_probs), 1))
+
+
+def fit_unigram_cache(kn: KneserNeyLM, val_ids: list[int]) -> dict:
+    """(lam, window) of the unigram cache that minimise validation perplexity."""
+    probs = kn.target_probs(val_ids)
+    best = min((mixed_perplexity(probs, unigram_cache_probs(val_ids, w), lam), lam, w)
+               for w in CACHE_WINDOWS for lam in CACHE_LAMBDAS)
+    return {"lam": best[1], "window": best[2]}
+
+
+def perplexity_with_cache(kn: KneserNeyLM, ids: list[int], cache: dict) -> float:
+    return mixed_perplexity(kn.target_probs(ids), unigram_cache_probs(ids, cache["window"]), cache["lam"])

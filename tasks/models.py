@@ -18,6 +18,10 @@ class RNNLanguageModel(nn.Module):
     training and perplexity use (the adaptive output never builds the full (T, B, V) then).
     """
 
+    # The continuous cache's settings (tasks/neural_cache.py), fitted after training and kept in the
+    # checkpoint beside the weights; None: the model predicts alone.
+    cache: dict | None = None
+
     def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
                  cell: str = "lstm", dropout: float = 0.0, tie_weights: bool = False,
                  output: str = "softmax", adaptive_cutoffs: list[int] | None = None):
@@ -44,18 +48,35 @@ class RNNLanguageModel(nn.Module):
         if self.output == "softmax":
             nn.init.zeros_(self.decoder.bias)
 
-    def forward(self, x: torch.Tensor, hidden=None, targets: torch.Tensor | None = None):
+    def features(self, x: torch.Tensor, hidden=None):
+        """Top-layer outputs (T, B, H) for ids (T, B): what the output layer reads (and the
+        continuous cache remembers)."""
         emb = self.drop(self.embedding(x))        # (T, B, E)
         out, hidden = self.rnn(emb, hidden)       # (T, B, H)
-        out = self.drop(out)
+        return self.drop(out), hidden
+
+    def target_log_probs(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(targets) (T, B) from top-layer outputs (T, B, H)."""
+        flat = out.flatten(0, 1)                  # (T*B, H)
         if self.output == "adaptive":
-            flat = out.flatten(0, 1)              # (T*B, H)
-            if targets is None:
-                return self.adaptive.log_prob(flat).view(*x.shape, -1), hidden       # (T, B, V)
-            return self.adaptive(flat, targets.flatten()).loss, hidden              # () mean NLL
-        logits = self.decoder(out)                # (T, B, V)
+            return self.adaptive(flat, targets.flatten()).output.view(targets.shape)
+        logp = torch.log_softmax(self.decoder(flat).float(), dim=-1)                     # (T*B, V)
+        return logp.gather(1, targets.flatten()[:, None]).view(targets.shape)
+
+    def scores(self, out: torch.Tensor) -> torch.Tensor:
+        """(T, B, V) next-token scores from top-layer outputs (T, B, H): logits for the softmax
+        output, log-probabilities for the adaptive one (a softmax over either gives the probabilities)."""
+        if self.output == "adaptive":
+            return self.adaptive.log_prob(out.flatten(0, 1)).view(*out.shape[:2], -1)
+        return self.decoder(out)
+
+    def forward(self, x: torch.Tensor, hidden=None, targets: torch.Tensor | None = None):
+        out, hidden = self.features(x, hidden)    # (T, B, H)
         if targets is None:
-            return logits, hidden
+            return self.scores(out), hidden       # (T, B, V)
+        if self.output == "adaptive":             # never builds the full (T, B, V)
+            return self.adaptive(out.flatten(0, 1), targets.flatten()).loss, hidden     # () mean NLL
+        logits = self.decoder(out)                # (T, B, V)
         return nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten()), hidden
 
 

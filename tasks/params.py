@@ -119,6 +119,7 @@ class Train(TrainLoop):
     early_stopping_patience: int = Field(5, ge=1)
     max_minutes: float = Field(4, gt=0)
     num_threads: int = Field(1, ge=0)  # torch CPU threads per process; 0 = torch's default (all cores)
+    continuous_cache: bool = True      # fit a continuous cache on the validation split (tasks/neural_cache.py)
 
 
 class Evaluate(_Section):

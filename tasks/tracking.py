@@ -34,6 +34,11 @@ def log_params(run_id: str, params: dict) -> None:
         mlflow.log_params(params)
 
 
+def log_metrics(run_id: str, metrics: dict) -> None:
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(metrics)
+
+
 def run_id_file(output_dir: str | Path) -> Path:
     return Path(output_dir) / "mlflow_run.json"
 

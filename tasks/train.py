@@ -34,6 +34,7 @@ from tasks.cli import stage_main
 from tasks.errors import PipelineError
 from tasks.lineage import file_md5, lineage_tags
 from tasks.models import RNNClassifier, RNNLanguageModel, detach_hidden
+from tasks.neural_cache import fit_cache
 from tasks.params import params_hash, task_section
 from tasks.vocab import load_vocab, tokens_by_split
 
@@ -453,12 +454,26 @@ def run_language_model(params, extra_tags: dict[str, str] | None = None, task: s
     run_id, on_epoch_end = start_tracking(params, lp, task, fingerprint, checkpoint, extra_tags, {
         "vocab.size": len(vocab), "data.train_tokens": n_train_tokens, "device": str(device)})
     history = train_language_model(model, train_data, val_data, cfg, device, on_epoch_end, checkpoint, fingerprint)
+    best = min(history, key=lambda r: r["val_loss"])
+    result = {"run_id": run_id, "epochs": len(history), "best_val_ppl": best["val_ppl"]}
     if distributed.is_main():
+        cache = fit_language_model_cache(model, lm_stream(splits["val"], vocab), run_id) if cfg.continuous_cache else None
         save_outputs(lp, run_id, checkpoint, {
             "model_args": model_args, "state_dict": model.state_dict(), "itos": vocab.itos,
-            "vocab_hash": vocab.hash, "tokenizer": lp.tokenize.model_dump()}, history)
-    best = min(history, key=lambda r: r["val_loss"])
-    return {"run_id": run_id, "epochs": len(history), "best_val_ppl": best["val_ppl"]}
+            "vocab_hash": vocab.hash, "tokenizer": lp.tokenize.model_dump(), "cache": cache}, history)
+        result["cache"] = cache
+    return result
+
+
+def fit_language_model_cache(model: RNNLanguageModel, val_stream: torch.Tensor, run_id: str) -> dict:
+    """Fit the continuous cache's three settings on the validation stream (no training) and log them."""
+    cache = fit_cache(model, val_stream)
+    log.info("continuous cache: theta %.1f, lambda %.1f, window %d: validation perplexity %.1f -> %.1f%s",
+             cache["theta"], cache["lam"], cache["window"], cache["val_ppl_without"], cache["val_ppl_with"],
+             "" if cache["lam"] else " (off: it does not help on this validation split)")
+    tracking.log_params(run_id, {f"cache.{k}": cache[k] for k in ("theta", "lam", "window")})
+    tracking.log_metrics(run_id, {"val_ppl_without_cache": cache["val_ppl_without"], "val_ppl_with_cache": cache["val_ppl_with"]})
+    return cache
 
 
 def _resumable_run_id(checkpoint: Path, fingerprint: str) -> str | None:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import build_tiny_project, sh
@@ -35,6 +36,11 @@ def test_flow_then_dvc(project):
     assert "test perplexity" in out.stdout
     metrics = json.loads((root / "reports/lyrics/metrics.json").read_text())
     assert metrics["test_perplexity"] > 1 and metrics["kneser_ney_perplexity"] > 1
+    # both models are also reported without / with a cache of the recent text, on the same tokens
+    assert metrics["test_perplexity_without_cache"] > 1 and metrics["kneser_ney_cache_perplexity"] > 1
+    cache = torch.load(root / "models/lyrics/model.pt", weights_only=True)["cache"]
+    assert set(cache) >= {"theta", "lam", "window"} and 0 <= cache["lam"] < 1
+    assert metrics["cache_lambda"] == cache["lam"]
     registered = json.loads((root / "reports/lyrics/registered.json").read_text())
     assert registered["version"] == "1" and registered["promoted"]
 
@@ -44,6 +50,7 @@ def test_flow_then_dvc(project):
     run = client.get_run((json.loads((root / "models/lyrics/mlflow_run.json").read_text()))["run_id"])
     assert run.data.tags["prefect.flow_run_id"]  # the MLflow run knows its Prefect flow run
     assert "val_ppl" in run.data.metrics and "test_perplexity" in run.data.metrics
+    assert "val_ppl_with_cache" in run.data.metrics and "cache.lam" in run.data.params
     assert len(client.get_metric_history(run.info.run_id, "val_ppl")) == 2  # one point per epoch
     mv = client.get_model_version_by_alias("lyrics-lm", "champion")
     assert mv.tags["prefect.flow_run_id"] == run.data.tags["prefect.flow_run_id"]
