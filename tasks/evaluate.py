@@ -214,7 +214,7 @@ def run_classifier(params, task: str = "reviews") -> dict:
     set_threads(tp.train.num_threads)
     reviews = ReviewModel(Path(tp.train.output_dir) / "model.pt")
     table = pq.read_table(tp.split.output, columns=["text", "tokens", "label", "split"]).to_pydict()
-    rows = {s: [i for i, x in enumerate(table["split"]) if x == s] for s in ("train", "test")}
+    rows = {s: [i for i, x in enumerate(table["split"]) if x == s] for s in ("train", "val", "test")}
     tokens = {s: [table["tokens"][i] for i in idx] for s, idx in rows.items()}
     labels = {s: np.array([table["label"][i] for i in idx], dtype=np.int64) for s, idx in rows.items()}
     test_texts = [table["text"][i] for i in rows["test"]]
@@ -222,8 +222,9 @@ def run_classifier(params, task: str = "reviews") -> dict:
 
     probs = classify(reviews.model, encode_texts(tokens["test"], reviews.vocab, reviews.model.max_len), reviews.device)
     weighted = class_weights(labels["train"], len(classes), tp.train.class_weights, tp.train.imbalance_ratio) is not None
-    baseline = fit_tfidf_baseline(tokens["train"], labels["train"], cfg.baseline_ngram_max, cfg.baseline_min_df,
-                                  cfg.baseline_C, "balanced" if weighted else None, tp.train.seed)
+    baseline, chosen = fit_tfidf_baseline(tokens["train"], labels["train"], cfg.baseline_ngram_max, cfg.baseline_min_df,
+                                          cfg.baseline_C, "balanced" if weighted else None, tp.train.seed,
+                                          tokens["val"], labels["val"])
     base_probs = np.zeros_like(probs)
     base_probs[:, baseline.classes_] = baseline.predict_proba(tokens["test"])  # a class absent from train stays 0
     metrics = {**classification_metrics(labels["test"], probs, "test"),
@@ -233,7 +234,9 @@ def run_classifier(params, task: str = "reviews") -> dict:
         "classes": [str(c) for c in classes],
         "confusion_matrix": skm.confusion_matrix(labels["test"], probs.argmax(1), labels=range(len(classes))).tolist(),
         "baseline_confusion_matrix": skm.confusion_matrix(labels["test"], base_probs.argmax(1), labels=range(len(classes))).tolist(),
-        "baseline": f"tfidf(1-{cfg.baseline_ngram_max} gram jieba words)+logreg(C={cfg.baseline_C})",
+        "baseline": f"tfidf(1-{cfg.baseline_ngram_max} gram jieba words)+logreg(C={chosen['C']:g})",
+        "baseline_C": chosen["C"],
+        "baseline_val_macro_f1_by_C": {f"{c:g}": f for c, f in chosen["val_macro_f1_by_C"].items()},
         "beats_baseline": bool(metrics["test_accuracy"] >= metrics["baseline_accuracy"]
                                and metrics["test_macro_f1"] >= metrics["baseline_macro_f1"]),
         "eval_set_hash": review_eval_set_hash(test_texts, labels["test"].tolist()),

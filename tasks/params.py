@@ -7,10 +7,10 @@ a second with the key named, not after ten minutes of training.
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 from tasks.errors import PipelineError
 
@@ -214,7 +214,9 @@ class EvaluateClassifier(_Section):
     metrics: str
     baseline_ngram_max: int = Field(2, ge=1, le=3)  # TF-IDF over jieba words, 1..n grams
     baseline_min_df: int = Field(2, ge=1)
-    baseline_C: float = Field(4.0, gt=0)           # inverse L2 strength of the logistic regression
+    # inverse L2 strength of the logistic regression: one value, or several to choose from on validation
+    baseline_C: PositiveFloat | Annotated[list[PositiveFloat], Field(min_length=1)] = Field(
+        default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
     mistakes: int = Field(20, ge=0)                 # most confident test mistakes listed in mistakes.md
 
 

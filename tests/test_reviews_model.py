@@ -84,3 +84,33 @@ def test_short_training_run_loss_falls():
     probs = classify(model, seqs[200:], torch.device("cpu"))
     assert probs.shape == (40, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert (probs.argmax(1) == y[200:]).mean() >= 0.8  # the best (restored) weights classify held-out reviews
+
+
+def _noisy_reviews(n: int, seed: int) -> tuple[list[list[str]], np.ndarray]:
+    """Each review: one telling word (好 / 差) among many label-free filler words."""
+    rng = random.Random(seed)
+    tokens, labels = [], []
+    for _ in range(n):
+        y = rng.random() < 0.3                               # imbalanced: a heavily regularised model says "0" always
+        tokens.append([rng.choice(["好", "棒"] if y else ["差", "烂"])] + [f"w{rng.randrange(300)}" for _ in range(12)])
+        labels.append(int(y))
+    return tokens, np.array(labels)
+
+
+def test_tfidf_baseline_chooses_C_on_validation():
+    from sklearn.metrics import f1_score
+
+    from tasks.tfidf_baseline import fit_tfidf_baseline
+
+    (train_x, train_y), (val_x, val_y) = _noisy_reviews(300, 0), _noisy_reviews(200, 1)
+    grid = [1e-3, 0.1, 10.0]
+    model, chosen = fit_tfidf_baseline(train_x, train_y, C=grid, min_df=1, val_tokens=val_x, val_y=val_y)
+    scores = chosen["val_macro_f1_by_C"]
+    assert sorted(scores) == grid and chosen["C"] == max(grid, key=lambda c: (scores[c], -c))
+    assert scores[1e-3] < 0.5 < scores[chosen["C"]]               # the tiny C predicts the majority class only
+    assert f1_score(val_y, model.predict(val_x), average="macro") == pytest.approx(scores[chosen["C"]])
+    # One value: fitted as given, no validation needed; several without validation: an error
+    single, info = fit_tfidf_baseline(train_x, train_y, C=0.1, min_df=1)
+    assert single.named_steps["logreg"].C == 0.1 and info == {"C": 0.1, "val_macro_f1_by_C": {}}
+    with pytest.raises(ValueError, match="validation"):
+        fit_tfidf_baseline(train_x, train_y, C=grid, min_df=1)

@@ -43,6 +43,9 @@ def test_stage_outputs(trained):
     for key in ("accuracy", "precision_macro", "recall_macro", "macro_f1", "roc_auc"):
         assert 0 <= metrics[f"test_{key}"] <= 1 and 0 <= metrics[f"baseline_{key}"] <= 1
     assert metrics["classes"] == ["0", "1"] and len(metrics["confusion_matrix"]) == 2
+    # the baseline's C was chosen on validation from the params' grid, and the scores are reported
+    scores = metrics["baseline_val_macro_f1_by_C"]
+    assert len(scores) == len(rp.evaluate.baseline_C) and scores[f"{metrics['baseline_C']:g}"] == max(scores.values())
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["test_reviews"]
     for name in ("confusion_matrix.png", "pr_curve.png", "learning_curves.png"):
         assert (Path(rp.evaluate.output_dir) / name).read_bytes()[:4] == b"\x89PNG"
