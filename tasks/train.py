@@ -351,14 +351,9 @@ def start_tracking(params, tp, task, fingerprint, checkpoint, extra_tags, logged
     return run_id, tracking.epoch_logger(run_id)
 
 
-def run_classifier(params, extra_tags: dict[str, str] | None = None, task: str = "reviews",
-                   device: torch.device | None = None) -> dict:
+def run_classifier(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str) -> dict:
     """Train the review classifier on the split; save models/<task>/model.pt and the MLflow run id."""
-    tp = task_section(params, task)
     cfg = tp.train
-    set_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
-    vocab = load_vocab(tp.vocab.output)
     table = pq.read_table(tp.split.output, columns=["tokens", "label", "label_name", "split"]).to_pydict()
     classes = classes_of(table["label"], table["label_name"])
     data = {s: ([], []) for s in ("train", "val")}
@@ -378,7 +373,6 @@ def run_classifier(params, extra_tags: dict[str, str] | None = None, task: str =
     model = RNNClassifier(**model_args)
     if distributed.world_size() > 1:
         torch.manual_seed(cfg.seed + distributed.rank())  # same initial weights, own dropout masks
-    device = device or pick_device(cfg.device)
     fingerprint = fingerprint_of(tp, vocab, tp.split.output)
     checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
     run_id, on_epoch_end = start_tracking(params, tp, task, fingerprint, checkpoint, extra_tags, {
@@ -419,18 +413,16 @@ def run(params, extra_tags: dict[str, str] | None = None, task: str = "lyrics") 
     Under torchrun: one data-parallel process per rank, outputs from rank 0."""
     tp = task_section(params, task)
     with distributed.session(pick_device(tp.train.device)) as device:
-        if task == "reviews":
-            return run_classifier(params, extra_tags, task, device)
-        return run_language_model(params, extra_tags, task, device)
+        set_threads(tp.train.num_threads)
+        torch.manual_seed(tp.train.seed)
+        vocab = load_vocab(tp.vocab.output)
+        trainer = run_classifier if task == "reviews" else run_language_model
+        return trainer(params, tp, vocab, device, extra_tags, task)
 
 
-def run_language_model(params, extra_tags: dict[str, str] | None = None, task: str = "lyrics",
-                       device: torch.device | None = None) -> dict:
-    lp = task_section(params, task)
+def run_language_model(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str) -> dict:
+    """Train the language model on the split; save models/<task>/model.pt and the MLflow run id."""
     cfg = lp.train
-    set_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
-    vocab = load_vocab(lp.vocab.output)
     splits = tokens_by_split(lp.split.output)
     world = distributed.world_size()
     if cfg.batch_size < world:
@@ -448,7 +440,6 @@ def run_language_model(params, extra_tags: dict[str, str] | None = None, task: s
     model = RNNLanguageModel(**model_args)
     if world > 1:
         torch.manual_seed(cfg.seed + distributed.rank())  # same initial weights, own dropout masks
-    device = device or pick_device(cfg.device)
     fingerprint = fingerprint_of(lp, vocab, lp.split.output)
     checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
     run_id, on_epoch_end = start_tracking(params, lp, task, fingerprint, checkpoint, extra_tags, {
