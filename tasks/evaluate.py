@@ -13,7 +13,6 @@ plots; the most confident mistakes (mistakes.md); metrics.json.
 import csv
 import hashlib
 import logging
-import math
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +22,6 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 from sklearn import metrics as skm
 
 from tasks import tracking
@@ -32,20 +30,14 @@ from tasks.batching import encode_texts, lm_stream
 from tasks.cli import stage_main
 from tasks.generate import generate_text, load_checkpoint
 from tasks.kneser_ney import KneserNeyLM, fit_unigram_cache, perplexity_with_cache
-from tasks.neural_cache import cached_perplexity
+from tasks.neural_cache import perplexities
 from tasks.params import task_section
 from tasks.predict import ReviewModel
 from tasks.tfidf_baseline import fit_tfidf_baseline
-from tasks.train import class_weights, classify, estimate_loss, set_threads
+from tasks.train import class_weights, classify, set_threads
 from tasks.vocab import Vocab, oov_rate, tokens_by_split
 
 log = logging.getLogger(__name__)
-
-
-def perplexity(model, stream: torch.Tensor, bptt: int) -> float:
-    """exp(mean NLL) of stream[1:] given everything before it (batch of one column, state carried),
-    so the targets are exactly the ones the n-gram baseline scores."""
-    return math.exp(estimate_loss(model, stream.view(-1, 1), bptt, next(model.parameters()).device))  # (N, 1)
 
 
 def seen_in(lines: list[list[str]], reference: list[list[str]]) -> float:
@@ -93,8 +85,8 @@ def run(params, task: str = "lyrics") -> dict:
     model, vocab, tokenizer = load_checkpoint(Path(lp.train.output_dir) / "model.pt")
     splits = tokens_by_split(lp.split.output)
     test_stream, val_stream = (lm_stream(splits[s], vocab) for s in ("test", "val"))   # (N,)
-    # The model as it generates: with its continuous cache when training fitted one (tasks/neural_cache.py).
-    test_ppl = cached_perplexity(model, test_stream, model.cache)
+    # The model scores the test text with its continuous cache when training fitted one (tasks/neural_cache.py).
+    test_ppl_alone, test_ppl = perplexities(model, test_stream, model.cache)
     kn = KneserNeyLM(cfg.ngram_order).fit(lm_stream(splits["train"], vocab).tolist(), len(vocab))
     kn_ppl = kn.perplexity(test_stream.tolist())
     kn_cache = fit_unigram_cache(kn, val_stream.tolist())
@@ -105,7 +97,7 @@ def run(params, task: str = "lyrics") -> dict:
         "ratio_to_kneser_ney": test_ppl / kn_ppl,
         # Both models without / with a cache of the recent text, so the share of the lead that the
         # cache makes (the test split repeats its own choruses) can be read off.
-        "test_perplexity_without_cache": perplexity(model, test_stream, lp.train.bptt),
+        "test_perplexity_without_cache": test_ppl_alone,
         "kneser_ney_cache_perplexity": kn_cache_ppl,
         "ratio_to_kneser_ney_cache": test_ppl / kn_cache_ppl,
         "cache_lambda": model.cache["lam"] if model.cache else 0.0,

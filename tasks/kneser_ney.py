@@ -92,9 +92,11 @@ def mixed_perplexity(model_probs: list[float], cache_probs: list[float], lam: fl
 
 def fit_unigram_cache(kn: KneserNeyLM, val_ids: list[int]) -> dict:
     """(lam, window) of the unigram cache that minimise validation perplexity."""
-    probs = kn.target_probs(val_ids)
-    best = min((mixed_perplexity(probs, unigram_cache_probs(val_ids, w), lam), lam, w)
-               for w in CACHE_WINDOWS for lam in CACHE_LAMBDAS)
+    probs, best = kn.target_probs(val_ids), (math.inf, 0.0, 0)
+    for window in CACHE_WINDOWS:
+        cache = unigram_cache_probs(val_ids, window)
+        for lam in CACHE_LAMBDAS:
+            best = min(best, (mixed_perplexity(probs, cache, lam), lam, window))
     return {"lam": best[1], "window": best[2]}
 
 

@@ -93,11 +93,13 @@ def fit_cache(model: RNNLanguageModel, val_stream: torch.Tensor) -> dict:
             "val_ppl_without": math.exp(plain), "val_ppl_with": math.exp(best["nll"])}
 
 
-def cached_perplexity(model: RNNLanguageModel, stream: torch.Tensor, cache: dict | None) -> float:
-    """exp(mean NLL) of stream[1:], each target given all before it, with the fitted cache (or
-    without, when `cache` is None or its lam is 0): the same targets the n-gram baseline scores."""
-    h, logp = stream_states(model, stream)
+def perplexities(model: RNNLanguageModel, stream: torch.Tensor, cache: dict | None, steps: int = 1024) -> tuple[float, float]:
+    """exp(mean NLL) of stream[1:], each target given all the tokens before it (the targets the
+    n-gram baseline scores): (the model alone, the model with its fitted cache). Both are the same
+    when `cache` is None or its lam is 0. `steps`: tokens run at a time, the state carried across."""
+    h, logp = stream_states(model, stream, steps)
+    plain = math.exp(float(-logp.mean()))
     if not cache or cache["lam"] == 0:
-        return math.exp(float(-logp.mean()))
+        return plain, plain
     p_cache, has_cache = cache_probs(h, stream[1:], cache["theta"], cache["window"])
-    return math.exp(mixed_nll(logp, p_cache, has_cache, cache["lam"]))
+    return plain, math.exp(mixed_nll(logp, p_cache, has_cache, cache["lam"]))

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from tasks.batching import batchify
 from tasks.errors import PipelineError
-from tasks.evaluate import perplexity
 from tasks.models import RNNLanguageModel
+from tasks.neural_cache import perplexities
 from tasks.params import Model
 from tasks.train import estimate_loss, output_args, train_language_model
 from tests.conftest import tiny_lyrics_run
@@ -46,14 +46,15 @@ def test_shapes_and_scores_are_log_probabilities():
 
 @pytest.mark.parametrize("make", [softmax_model, adaptive_model], ids=["softmax", "adaptive"])
 def test_perplexity_is_exp_mean_nll_of_the_full_distribution(make):
-    """evaluate.perplexity (targets path, state carried over windows) equals exp(mean NLL) computed
-    by hand from the model's full (T, B, V) scores over the same stream, for both output kinds."""
+    """The evaluate stage's perplexity (targets path, state carried over chunks) equals exp(mean
+    NLL) computed by hand from the model's full (T, B, V) scores over the same stream, for both
+    output kinds."""
     model = make().eval()
     stream = torch.tensor(TRAIN_PATTERN * 5)
     with torch.no_grad():
         scores, _ = model(stream[:-1].view(-1, 1))                       # (N-1, 1, V)
     nll = -torch.log_softmax(scores[:, 0], -1).gather(1, stream[1:, None]).mean().item()
-    assert perplexity(model, stream, bptt=5) == pytest.approx(math.exp(nll), rel=1e-4)
+    assert perplexities(model, stream, None, steps=5) == pytest.approx((math.exp(nll), math.exp(nll)), rel=1e-4)
     assert estimate_loss(model, batchify(stream, 1), 5, CPU) == pytest.approx(nll, rel=1e-4)
 
 

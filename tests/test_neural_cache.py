@@ -7,10 +7,10 @@ from collections import Counter
 import pytest
 import torch
 
-from tasks.evaluate import perplexity
 from tasks.kneser_ney import KneserNeyLM, fit_unigram_cache, perplexity_with_cache, unigram_cache_probs
 from tasks.models import RNNLanguageModel
-from tasks.neural_cache import cache_probs, cached_perplexity, fit_cache, stream_states
+from tasks.train import estimate_loss
+from tasks.neural_cache import cache_probs, fit_cache, perplexities, stream_states
 
 V = 40
 
@@ -44,11 +44,12 @@ def test_cache_probs_match_a_brute_force_loop():
 
 
 @pytest.mark.parametrize("output", ["softmax", "adaptive"])
-def test_without_cache_it_is_the_plain_perplexity(output):
+def test_without_cache_it_is_the_training_loss_perplexity(output):
+    """The model alone scores exactly what the training loop's validation loss scores."""
     model, stream = model_of(output), repeating_stream()
-    assert cached_perplexity(model, stream, None) == pytest.approx(perplexity(model, stream, bptt=7), rel=1e-4)
-    assert cached_perplexity(model, stream, {"theta": 1.0, "lam": 0.0, "window": 50}) == pytest.approx(
-        perplexity(model, stream, bptt=7), rel=1e-4)
+    plain = math.exp(estimate_loss(model, stream.view(-1, 1), 7, torch.device("cpu")))
+    assert perplexities(model, stream, None) == pytest.approx((plain, plain), rel=1e-4)
+    assert perplexities(model, stream, {"theta": 1.0, "lam": 0.0, "window": 50}) == pytest.approx((plain, plain), rel=1e-4)
 
 
 def test_states_carry_over_chunks():
@@ -65,7 +66,8 @@ def test_fit_turns_the_cache_on_for_repeated_text_and_it_lowers_perplexity():
     cache = fit_cache(model, val)
     assert cache["lam"] > 0 and cache["val_ppl_with"] < cache["val_ppl_without"]
     # An untrained model's states say little, so here the cache is near a unigram cache of the window
-    assert cached_perplexity(model, test, cache) < 0.9 * cached_perplexity(model, test, None)
+    alone, with_cache = perplexities(model, test, cache)
+    assert with_cache < 0.9 * alone
 
 
 def test_fit_leaves_the_cache_off_when_nothing_repeats():
@@ -73,7 +75,8 @@ def test_fit_leaves_the_cache_off_when_nothing_repeats():
     stream = torch.arange(4, V)          # every target is a token not seen before: the cache can only hurt
     cache = fit_cache(model, stream)
     assert cache["lam"] == 0
-    assert cached_perplexity(model, stream, cache) == pytest.approx(cached_perplexity(model, stream, None))
+    alone, with_cache = perplexities(model, stream, cache)
+    assert with_cache == alone
 
 
 def test_unigram_cache_counts_the_window_before_each_token():
