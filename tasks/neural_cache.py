@@ -23,7 +23,7 @@ import torch
 
 from tasks.models import RNNLanguageModel
 
-THETAS = (0.1, 0.3, 1.0)              # flatness of the match over cached states
+THETAS = (0.1, 0.3, 1.0, 3.0)        # flatness of the match over cached states
 LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 WINDOWS = (100, 200, 500, 1000)       # positions remembered: about 10 to 100 lines of lyrics
 CHUNK = 512                           # query rows scored at a time (memory: CHUNK x (window + CHUNK))
