@@ -207,6 +207,8 @@ class TrainClassifier(TrainLoop):
     imbalance_ratio: float = Field(1.5, ge=1)  # `auto` weights classes when largest/smallest exceeds this
     max_minutes: float = Field(5, gt=0)
     num_threads: int = Field(1, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
+    embedding_init: Literal["ppmi", "random"] = "ppmi"  # ppmi: word vectors from the train split (tasks/ppmi_embeddings.py)
+    ppmi_window: int = Field(5, ge=1)  # words apart that count as co-occurring
 
 
 class EvaluateClassifier(_Section):

@@ -36,7 +36,8 @@ from tasks.lineage import file_md5, lineage_tags
 from tasks.models import RNNClassifier, RNNLanguageModel, detach_hidden
 from tasks.neural_cache import fit_cache
 from tasks.params import params_hash, task_section
-from tasks.vocab import load_vocab, tokens_by_split
+from tasks.ppmi_embeddings import ppmi_svd_embeddings
+from tasks.vocab import SPECIALS, load_vocab, tokens_by_split
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +302,15 @@ def train_classifier(model: nn.Module, train_seqs: list[list[int]], train_y: np.
                monitor=cfg.monitor, higher_is_better=cfg.monitor != "val_loss")
 
 
+def init_embedding(embedding: nn.Embedding, train_seqs: list[list[int]], cfg) -> None:
+    """Overwrite the word rows (not the specials') with PPMI-SVD vectors of the train split."""
+    vectors = ppmi_svd_embeddings(train_seqs, embedding.num_embeddings, embedding.embedding_dim, cfg.ppmi_window,
+                                  len(SPECIALS), cfg.seed)
+    if vectors is not None:
+        with torch.no_grad():
+            embedding.weight[len(SPECIALS):] = torch.from_numpy(vectors[len(SPECIALS):])
+
+
 def classes_of(labels: list[int], names: list[str]) -> list[int | str]:
     """Class names by class index (integers when every name is one, so predictions print as given)."""
     by_index = dict(zip(labels, names))
@@ -371,6 +381,8 @@ def run_classifier(params, tp, vocab, device: torch.device, extra_tags: dict[str
     weights = class_weights(train_y, len(classes), cfg.class_weights, cfg.imbalance_ratio)
     model_args = {"vocab_size": len(vocab), "num_classes": len(classes), **tp.model.model_dump()}
     model = RNNClassifier(**model_args)
+    if cfg.embedding_init == "ppmi":
+        init_embedding(model.embedding, train_seqs, cfg)
     if distributed.world_size() > 1:
         torch.manual_seed(cfg.seed + distributed.rank())  # same initial weights, own dropout masks
     fingerprint = fingerprint_of(tp, vocab, tp.split.output)
