@@ -29,7 +29,8 @@ from tasks.atomic import atomic_path, write_json, write_text
 from tasks.batching import encode_texts, lm_stream
 from tasks.cli import stage_main
 from tasks.generate import generate_text, load_checkpoint
-from tasks.kneser_ney import KneserNeyLM, fit_unigram_cache, perplexity_with_cache
+from tasks.kneser_ney import KneserNeyLM, fit_unigram_cache
+from tasks.kneser_ney import perplexities as kn_perplexities
 from tasks.neural_cache import perplexities
 from tasks.params import task_section
 from tasks.predict import ReviewModel
@@ -88,9 +89,7 @@ def run(params, task: str = "lyrics") -> dict:
     # The model scores the test text with its continuous cache when training fitted one (tasks/neural_cache.py).
     test_ppl_alone, test_ppl = perplexities(model, test_stream, model.cache)
     kn = KneserNeyLM(cfg.ngram_order).fit(lm_stream(splits["train"], vocab).tolist(), len(vocab))
-    kn_ppl = kn.perplexity(test_stream.tolist())
-    kn_cache = fit_unigram_cache(kn, val_stream.tolist())
-    kn_cache_ppl = perplexity_with_cache(kn, test_stream.tolist(), kn_cache)
+    kn_ppl, kn_cache_ppl = kn_perplexities(kn, test_stream.tolist(), fit_unigram_cache(kn, val_stream.tolist()))
     metrics = {
         "test_perplexity": test_ppl,
         "kneser_ney_perplexity": kn_ppl,

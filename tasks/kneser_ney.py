@@ -100,5 +100,8 @@ def fit_unigram_cache(kn: KneserNeyLM, val_ids: list[int]) -> dict:
     return {"lam": best[1], "window": best[2]}
 
 
-def perplexity_with_cache(kn: KneserNeyLM, ids: list[int], cache: dict) -> float:
-    return mixed_perplexity(kn.target_probs(ids), unigram_cache_probs(ids, cache["window"]), cache["lam"])
+def perplexities(kn: KneserNeyLM, ids: list[int], cache: dict) -> tuple[float, float]:
+    """(without, with the fitted unigram cache) from one scoring pass over ids."""
+    probs = kn.target_probs(ids)
+    plain = math.exp(-sum(math.log(p) for p in probs) / max(len(probs), 1))
+    return plain, mixed_perplexity(probs, unigram_cache_probs(ids, cache["window"]), cache["lam"])

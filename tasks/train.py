@@ -442,7 +442,8 @@ def run_language_model(params, lp, vocab, device: torch.device, extra_tags: dict
                             f"set it to at least {world} or lower --nproc_per_node")
     # Columns are cut once for all processes, then each takes its block of them (N, B / world).
     train_data = batchify(lm_stream(splits["train"], vocab), cfg.batch_size)   # (N, B)
-    val_data = batchify(lm_stream(splits["val"], vocab), min(cfg.batch_size, 8))
+    val_stream = lm_stream(splits["val"], vocab)                                # (N,): also what the cache is fitted on
+    val_data = batchify(val_stream, min(cfg.batch_size, 8))
     if train_data.size(0) <= cfg.bptt or val_data.size(0) < 2:
         raise PipelineError(f"{lp.split.output}: corpus too small for batch_size={cfg.batch_size} x bptt={cfg.bptt}; "
                             f"add lyrics or lower lyrics.train.batch_size / bptt")
@@ -460,7 +461,7 @@ def run_language_model(params, lp, vocab, device: torch.device, extra_tags: dict
     best = min(history, key=lambda r: r["val_loss"])
     result = {"run_id": run_id, "epochs": len(history), "best_val_ppl": best["val_ppl"]}
     if distributed.is_main():
-        cache = fit_language_model_cache(model, lm_stream(splits["val"], vocab), run_id) if cfg.continuous_cache else None
+        cache = fit_language_model_cache(model, val_stream, run_id) if cfg.continuous_cache else None
         save_outputs(lp, run_id, checkpoint, {
             "model_args": model_args, "state_dict": model.state_dict(), "itos": vocab.itos,
             "vocab_hash": vocab.hash, "tokenizer": lp.tokenize.model_dump(), "cache": cache}, history)

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 import torch
 
-from tasks.kneser_ney import KneserNeyLM, fit_unigram_cache, perplexity_with_cache, unigram_cache_probs
+from tasks.kneser_ney import KneserNeyLM, fit_unigram_cache, unigram_cache_probs
+from tasks.kneser_ney import perplexities as kn_perplexities
 from tasks.models import RNNLanguageModel
 from tasks.train import estimate_loss
 from tasks.neural_cache import cache_probs, fit_cache, perplexities, stream_states
@@ -94,5 +95,6 @@ def test_kneser_ney_with_a_fitted_cache_beats_it_without_on_repeated_text():
     val, test = repeating_stream(seed=6).tolist(), repeating_stream(seed=7).tolist()
     cache = fit_unigram_cache(kn, val)
     assert 0 < cache["lam"] < 1 and cache["window"] > 0
-    with_cache = perplexity_with_cache(kn, test, cache)
-    assert math.isfinite(with_cache) and with_cache < kn.perplexity(test)
+    alone, with_cache = kn_perplexities(kn, test, cache)
+    assert alone == pytest.approx(kn.perplexity(test))
+    assert math.isfinite(with_cache) and with_cache < alone
