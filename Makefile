@@ -35,7 +35,7 @@ REVIEWS_SET := $(if $(REVIEWS),--set reviews.input.path=$(REVIEWS)) \
                $(if $(REVIEWS_TEXT),--set reviews.input.text_column=$(REVIEWS_TEXT)) \
                $(if $(REVIEWS_LABEL),--set reviews.input.label_column=$(REVIEWS_LABEL))
 
-.PHONY: setup run lyrics reviews test repro serve worker ui bench clean-outputs
+.PHONY: setup run lyrics reviews test lint repro serve worker ui bench clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -79,6 +79,11 @@ reviews: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Ruff (configured in pyproject.toml): lint rules, then the formatter in check mode; `ruff format .` applies it.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 repro: setup
 	dvc repro

@@ -16,13 +16,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks import gpu, reruns, report, scratch, segmentation, training
+from benchmarks import gpu, report, reruns, scratch, segmentation, training
 from tasks import clean, split, tokenize, vocab
-from tasks.cli import run_cli
-from tasks.errors import PipelineError
-from tasks.params import load_params
-from tasks.train import set_threads
-from tasks.vocab import load_vocab, tokens_by_split
+from tasks.common.cli import run_cli
+from tasks.common.errors import PipelineError
+from tasks.common.params import load_params
+from tasks.text.vocab import load_vocab, tokens_by_split
+from tasks.training.device import set_threads
 
 ROOT = scratch.ROOT
 MEASURES = ("reruns", "training", "segmentation", "memory", "gpu")
@@ -39,8 +39,11 @@ def lyrics_project(work: Path, corpus: Path, run_flow: bool) -> tuple[Path, list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lyrics", default="../shared/datasets/jaychou_lyrics.txt",
-                        help="lyrics corpus file for the lyrics measures (default: %(default)s)")
+    parser.add_argument(
+        "--lyrics",
+        default="../shared/datasets/jaychou_lyrics.txt",
+        help="lyrics corpus file for the lyrics measures (default: %(default)s)",
+    )
     parser.add_argument("--only", default=",".join(MEASURES), help="comma-separated subset of: " + ", ".join(MEASURES))
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results.json"))
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
@@ -101,13 +104,30 @@ def save(results: list[report.Measure], out: Path, markdown: Path) -> None:
     merged.sort(key=lambda m: order.get(m.name, len(order)))
     report.write_results(merged, out, markdown)
     for m in results:
-        log.info("%s: %s %s (reference %s %s, ratio %s)", m.name, report.fmt(m.value), m.unit, m.reference,
-                 report.fmt(m.reference_value), report.fmt(m.ratio))
+        log.info(
+            "%s: %s %s (reference %s %s, ratio %s)",
+            m.name,
+            report.fmt(m.value),
+            m.unit,
+            m.reference,
+            report.fmt(m.reference_value),
+            report.fmt(m.ratio),
+        )
 
 
-ORDER = ("segmentation_jieba_pipeline", "segmentation_rjieba", "tokenize_peak_rss_50x", "train_tokens_per_s_tutorial_size",
-         "train_tokens_per_s_default", "train_flops_fraction_of_matmul", "time_to_half_kneser_ney_val_ppl",
-         "prefect_flow_noop_rerun", "dvc_repro_noop", "gpu_lm_bf16_vs_fp32", "gpu_classifier_bf16_vs_fp32")
+ORDER = (
+    "segmentation_jieba_pipeline",
+    "segmentation_rjieba",
+    "tokenize_peak_rss_50x",
+    "train_tokens_per_s_tutorial_size",
+    "train_tokens_per_s_default",
+    "train_flops_fraction_of_matmul",
+    "time_to_half_kneser_ney_val_ppl",
+    "prefect_flow_noop_rerun",
+    "dvc_repro_noop",
+    "gpu_lm_bf16_vs_fp32",
+    "gpu_classifier_bf16_vs_fp32",
+)
 
 
 if __name__ == "__main__":

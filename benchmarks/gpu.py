@@ -6,17 +6,18 @@ import time
 import torch
 from torch import nn
 
+from benchmarks import flops
 from benchmarks.report import Measure
-from tasks import flops
-from tasks.batching import batchify
-from tasks.models import RNNClassifier, RNNLanguageModel
+from tasks.lyrics.batching import batchify
+from tasks.lyrics.model import RNNLanguageModel
+from tasks.reviews.model import RNNClassifier
 
 
 def _steps_per_s(model: nn.Module, batches: list[tuple], loss_of, bf16: bool, steps: int = 50) -> float:
     device = torch.device("cuda")
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    for i in range(steps + 5):                 # 5 warm-up steps (cuDNN picks its kernels)
+    for i in range(steps + 5):  # 5 warm-up steps (cuDNN picks its kernels)
         if i == 5:
             torch.cuda.synchronize()
             t0 = time.perf_counter()
@@ -45,28 +46,45 @@ def bf16_matmul_flops_per_s(n: int = 8192, reps: int = 20) -> float:
 def measure(params, vocab_size: int) -> list[Measure]:
     cmd = "python -m benchmarks.bench --only gpu"
     if not torch.cuda.is_available():
-        return [Measure("gpu_lm_bf16_vs_fp32", None, "tokens/s", "float32", None, cmd,
-                        note="skipped: no CUDA device on this machine")]
+        return [
+            Measure(
+                "gpu_lm_bf16_vs_fp32",
+                None,
+                "tokens/s",
+                "float32",
+                None,
+                cmd,
+                note="skipped: no CUDA device on this machine",
+            )
+        ]
     torch.backends.cudnn.benchmark = True
     lp, rp = params.lyrics, params.reviews
     B, T = lp.train.batch_size, lp.train.bptt
     stream = torch.randint(4, vocab_size, (B * T * 20 + 1,))
-    data = batchify(stream, B)                                                   # (N, B)
+    data = batchify(stream, B)  # (N, B)
     lm_batches = [(data[i : i + T].pin_memory(), data[i + 1 : i + 1 + T].pin_memory()) for i in range(0, 19 * T, T)]
 
     def lm_loss(model, x, y):
-        loss, _ = model(x, None, y)                                              # mean NLL over (T, B)
+        loss, _ = model(x, None, y)  # mean NLL over (T, B)
         return loss
 
     lm = RNNLanguageModel(vocab_size=vocab_size, **lp.model.model_dump())
     fp32 = _steps_per_s(lm, lm_batches, lm_loss, bf16=False) * B * T
     bf16 = _steps_per_s(lm, lm_batches, lm_loss, bf16=True) * B * T
     peak = bf16_matmul_flops_per_s()
-    mfu = bf16 * flops.training_flops(flops.lm_forward_flops({"vocab_size": vocab_size, **lp.model.model_dump()})) / peak
+    mfu = (
+        bf16 * flops.training_flops(flops.lm_forward_flops({"vocab_size": vocab_size, **lp.model.model_dump()})) / peak
+    )
 
     L, Bc = rp.model.max_len, rp.train.batch_size
-    cls_batches = [(torch.randint(4, vocab_size, (Bc, L)).pin_memory(), torch.full((Bc,), L).pin_memory(),
-                    torch.randint(0, 2, (Bc,)).pin_memory()) for _ in range(10)]
+    cls_batches = [
+        (
+            torch.randint(4, vocab_size, (Bc, L)).pin_memory(),
+            torch.full((Bc,), L).pin_memory(),
+            torch.randint(0, 2, (Bc,)).pin_memory(),
+        )
+        for _ in range(10)
+    ]
 
     def cls_loss(model, x, lengths, y):
         return nn.functional.cross_entropy(model(x, lengths.cpu()).float(), y)  # packing wants CPU lengths
@@ -76,7 +94,23 @@ def measure(params, vocab_size: int) -> list[Measure]:
     c16 = _steps_per_s(clf, cls_batches, cls_loss, bf16=True) * Bc * L
     device = torch.cuda.get_device_name()
     return [
-        Measure("gpu_lm_bf16_vs_fp32", bf16, "tokens/s", "float32", fp32, cmd,
-                note=f"{device}; default LM; MFU {100 * mfu:.1f}% of a measured bf16 matmul peak ({peak / 1e12:.0f} TFLOP/s)"),
-        Measure("gpu_classifier_bf16_vs_fp32", c16, "tokens/s", "float32", c32, cmd, note=f"{device}; default review classifier"),
+        Measure(
+            "gpu_lm_bf16_vs_fp32",
+            bf16,
+            "tokens/s",
+            "float32",
+            fp32,
+            cmd,
+            note=f"{device}; default LM; MFU {100 * mfu:.1f}% of a measured bf16 matmul peak "
+            f"({peak / 1e12:.0f} TFLOP/s)",
+        ),
+        Measure(
+            "gpu_classifier_bf16_vs_fp32",
+            c16,
+            "tokens/s",
+            "float32",
+            c32,
+            cmd,
+            note=f"{device}; default review classifier",
+        ),
     ]

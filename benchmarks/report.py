@@ -4,12 +4,12 @@ import json
 import os
 import platform
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-from tasks.atomic import write_text
+from tasks.common.atomic import write_text
 
 
 @dataclass
@@ -45,12 +45,14 @@ def machine() -> str:
                 break
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "; no GPU"
-    return (f"{platform.node()}: {cpu}, {len(os.sched_getaffinity(0))} usable cores, "
-            f"load {load} at start{gpu}; torch {torch.__version__}, Python {platform.python_version()}")
+    return (
+        f"{platform.node()}: {cpu}, {len(os.sched_getaffinity(0))} usable cores, "
+        f"load {load} at start{gpu}; torch {torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 def stamp(measures: list[Measure], host: str) -> list[Measure]:
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for m in measures:
         m.machine, m.date = host, date
     return measures
@@ -69,26 +71,30 @@ def write_results(measures: list[Measure], json_path: Path, md_path: Path) -> No
     rows = ["| measure | value | reference | ratio | target | met |", "|---|---|---|---|---|---|"]
     for m in measures:
         met = {True: "yes", False: "**no**", None: "–"}[m.met]
-        rows.append(f"| {m.name} | {fmt(m.value)} {m.unit} | {m.reference}: {fmt(m.reference_value)} | "
-                    f"{fmt(m.ratio)} | {m.target} | {met} |")
+        rows.append(
+            f"| {m.name} | {fmt(m.value)} {m.unit} | {m.reference}: {fmt(m.reference_value)} | "
+            f"{fmt(m.ratio)} | {m.target} | {met} |"
+        )
     notes = [f"- **{m.name}**: {m.note} (`{m.command}`)" for m in measures if m.note]
     host = measures[0].machine if measures else machine()
     date = measures[0].date if measures else ""
-    md = "\n".join([
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (`python -m benchmarks.bench`); the raw figures are in",
-        "[`benchmarks/results.json`](benchmarks/results.json). Every comparison is two things measured",
-        "side by side in the same run, so the ratio is the figure to read: absolute times move with",
-        "the machine and its load.",
-        "",
-        f"Machine: {host}. Date: {date}.",
-        "",
-        *rows,
-        "",
-        "## Notes",
-        "",
-        *notes,
-        "",
-    ])
+    md = "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            "Written by `make bench` (`python -m benchmarks.bench`); the raw figures are in",
+            "[`benchmarks/results.json`](benchmarks/results.json). Every comparison is two things measured",
+            "side by side in the same run, so the ratio is the figure to read: absolute times move with",
+            "the machine and its load.",
+            "",
+            f"Machine: {host}. Date: {date}.",
+            "",
+            *rows,
+            "",
+            "## Notes",
+            "",
+            *notes,
+            "",
+        ]
+    )
     write_text(md, md_path)

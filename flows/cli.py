@@ -2,7 +2,7 @@
 
 import argparse
 
-from tasks.params import Params, load_params, parse_set_args
+from tasks.common.params import Params, load_params, parse_set_args
 
 
 def parse_flow_args(description: str) -> tuple[argparse.Namespace, dict, Params]:

@@ -11,6 +11,7 @@ The deployments are named like the served ones, so the same `prefect deployment 
 """
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from prefect import flow
@@ -19,19 +20,19 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.settings import PREFECT_API_URL
 
-from tasks.cli import run_cli
-from tasks.errors import PipelineError
+from tasks.common.cli import run_cli
+from tasks.common.errors import PipelineError
 
-ENTRYPOINTS = {"train-lyrics": "flows/train_lyrics.py:train_lyrics", "train-reviews": "flows/train_reviews.py:train_reviews"}
+ENTRYPOINTS = {
+    "train-lyrics": "flows/train_lyrics.py:train_lyrics",
+    "train-reviews": "flows/train_reviews.py:train_reviews",
+}
 
 
 def ensure_process_pool(name: str) -> None:
     """Create the work pool (type `process`) unless it exists."""
-    with get_client(sync_client=True) as client:
-        try:
-            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
-        except ObjectAlreadyExists:
-            pass
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=name, type="process"))
 
 
 def deploy(pool: str, project: Path) -> list[str]:
@@ -47,18 +48,24 @@ def deploy(pool: str, project: Path) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Deploy train-lyrics and train-reviews to a Prefect process work pool.")
+    parser = argparse.ArgumentParser(
+        description="Deploy train-lyrics and train-reviews to a Prefect process work pool."
+    )
     parser.add_argument("--pool", default="local", help="work pool name (created as type `process` if missing)")
     parser.add_argument("--project", default=".", help="project root the worker runs the flows in (default: here)")
     args = parser.parse_args()
     if not PREFECT_API_URL.value():
         # Deploying to the ephemeral API would vanish with this process; a worker needs a server.
-        raise PipelineError("PREFECT_API_URL is not set; start a server (make worker, or prefect server start) "
-                            "and export PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise PipelineError(
+            "PREFECT_API_URL is not set; start a server (make worker, or prefect server start) "
+            "and export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
     project = Path(args.project).resolve()
     deploy(args.pool, project)
-    print(f"deployed train-lyrics/train-lyrics and train-reviews/train-reviews to pool {args.pool!r} ({project}); "
-          f"start a worker with: prefect worker start --pool {args.pool}")
+    print(
+        f"deployed train-lyrics/train-lyrics and train-reviews/train-reviews to pool {args.pool!r} ({project}); "
+        f"start a worker with: prefect worker start --pool {args.pool}"
+    )
 
 
 if __name__ == "__main__":

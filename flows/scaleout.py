@@ -10,13 +10,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from flows.stages import is_fresh, note_outcome, tokenize_task
-from tasks import tokenize
-from tasks.errors import PipelineError
-from tasks.params import task_section
+from tasks.catalog import task_package
+from tasks.common.errors import PipelineError
+from tasks.common.params import task_section
+from tasks.text import tokenize_stream
 
 DASK_ADDRESS_ENV = "PIPELINE_DASK_ADDRESS"
 
-tokenize_shard_task = task(tokenize.tokenize_shard, name="tokenize-shard", cache_policy=NO_CACHE)
+tokenize_shard_task = task(tokenize_stream.tokenize_shard, name="tokenize-shard", cache_policy=NO_CACHE)
 
 
 def with_task_runner(flow: Flow, params) -> Flow:
@@ -26,10 +27,12 @@ def with_task_runner(flow: Flow, params) -> Flow:
     if orchestration.task_runner == "local" and not os.environ.get(DASK_ADDRESS_ENV):
         return flow
     try:
-        from prefect_dask import DaskTaskRunner
+        from prefect_dask import DaskTaskRunner  # noqa: PLC0415 (optional extra: pip install -e '.[dask]')
     except ImportError:
-        raise PipelineError("orchestration.task_runner: dask needs prefect-dask; pip install -e '.[dask]' "
-                            "or set task_runner: local in params.yaml") from None
+        raise PipelineError(
+            "orchestration.task_runner: dask needs prefect-dask; pip install -e '.[dask]' "
+            "or set task_runner: local in params.yaml"
+        ) from None
     # No address: a temporary LocalCluster, one single-threaded worker per core (jieba holds the GIL).
     runner = DaskTaskRunner(address=address) if address else DaskTaskRunner(cluster_kwargs={"threads_per_worker": 1})
     return flow.with_options(task_runner=runner)
@@ -39,7 +42,7 @@ def on_dask() -> bool:
     """Whether the running flow submits its tasks to a Dask cluster."""
     context = FlowRunContext.get()
     try:
-        from prefect_dask import DaskTaskRunner
+        from prefect_dask import DaskTaskRunner  # noqa: PLC0415 (optional extra: pip install -e '.[dask]')
     except ImportError:
         return False
     return context is not None and isinstance(context.task_runner, DaskTaskRunner)
@@ -60,7 +63,9 @@ def tokenize_step(params, task: str = "lyrics", refresh: bool = False) -> dict |
         return None
     note_outcome("tokenize", "ran")
     cfg = task_section(params, task).tokenize
-    keep_text = task == "reviews"
-    futures = [tokenize_shard_task.submit(cfg, start, stop, keep_text)
-               for start, stop in tokenize.plan_shards(cfg, params.orchestration.shard_rows)]
-    return tokenize.write_tables((future.result() for future in futures), cfg, keep_text)
+    keep_text = task_package(task).KEEP_TEXT
+    futures = [
+        tokenize_shard_task.submit(cfg, start, stop, keep_text)
+        for start, stop in tokenize_stream.plan_shards(cfg, params.orchestration.shard_rows)
+    ]
+    return tokenize_stream.write_tables((future.result() for future in futures), cfg, keep_text)

@@ -1,8 +1,8 @@
 """Serve the pipeline's deployments from this process (start a Prefect server first: `make serve`).
 
-    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.serve
-    prefect deployment run train-lyrics/train-lyrics --watch
-    prefect deployment run train-reviews/train-reviews --watch
+PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.serve
+prefect deployment run train-lyrics/train-lyrics --watch
+prefect deployment run train-reviews/train-reviews --watch
 """
 
 from prefect import serve
@@ -10,10 +10,12 @@ from prefect import serve
 from flows.scaleout import with_task_runner
 from flows.train_lyrics import train_lyrics
 from flows.train_reviews import train_reviews
-from tasks.params import load_params
+from tasks.common.params import load_params
 
 if __name__ == "__main__":
     # The task runner (local or Dask) is fixed when serving starts, from params.yaml and the environment.
     params = load_params()
-    serve(with_task_runner(train_lyrics, params).to_deployment(name="train-lyrics"),
-          with_task_runner(train_reviews, params).to_deployment(name="train-reviews"))
+    serve(
+        with_task_runner(train_lyrics, params).to_deployment(name="train-lyrics"),
+        with_task_runner(train_reviews, params).to_deployment(name="train-reviews"),
+    )

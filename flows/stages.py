@@ -21,10 +21,10 @@ from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 from prefect.transactions import get_transaction
 
-from tasks.atomic import write_json
-from tasks.errors import PipelineError
-from tasks.fingerprint import fingerprint, outputs_state, stage_spec
-from tasks.params import experiment_name
+from flows.fingerprint import fingerprint, outputs_state, stage_spec
+from tasks.common.atomic import write_json
+from tasks.common.errors import PipelineError
+from tasks.common.params import experiment_name
 
 log = logging.getLogger(__name__)
 
@@ -143,17 +143,27 @@ def train_evaluate_register(params, task: str, artifact_key: str) -> dict:
     in the result says which stages ran and which were cached in this flow run."""
     tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
     trained = train_task(params, extra_tags=tags, task=task)
-    create_markdown_artifact(key=artifact_key, markdown=f"MLflow run `{trained['run_id']}` "
-                             f"(experiment `{experiment_name(params, task)}`)", description="Tracking run of this flow run")
+    create_markdown_artifact(
+        key=artifact_key,
+        markdown=f"MLflow run `{trained['run_id']}` (experiment `{experiment_name(params, task)}`)",
+        description="Tracking run of this flow run",
+    )
     metrics = evaluate_task(params, task=task)
     registered = register_task(params, extra_tags=tags, task=task)
-    return {"run_id": trained["run_id"], "metrics": metrics, "registered": registered,
-            "stages": OUTCOMES.pop(str(flow_run.id), {})}
+    return {
+        "run_id": trained["run_id"],
+        "metrics": metrics,
+        "registered": registered,
+        "stages": OUTCOMES.pop(str(flow_run.id), {}),
+    }
 
 
 def stages_summary(stages: dict[str, str]) -> str:
     """`stages ran: evaluate, register; cached: clean, tokenize, ...` for the flows' last line."""
-    parts = [f"{what}: {', '.join(s for s, o in stages.items() if o == what)}" for what in ("ran", "cached")
-             if what in stages.values()]
+    parts = [
+        f"{what}: {', '.join(s for s, o in stages.items() if o == what)}"
+        for what in ("ran", "cached")
+        if what in stages.values()
+    ]
     note = " (register cached: no new model version)" if stages.get("register") == "cached" else ""
     return "stages " + "; ".join(parts) + note

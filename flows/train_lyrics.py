@@ -14,13 +14,15 @@ from prefect import flow
 from flows.cli import parse_flow_args
 from flows.scaleout import tokenize_step, with_task_runner
 from flows.stages import clean_task, split_task, stages_summary, train_evaluate_register, vocab_task
-from tasks.clean import corpus_files
-from tasks.cli import run_cli
-from tasks.params import load_params, task_section
+from tasks.common.cli import run_cli
+from tasks.common.params import load_params, task_section
+from tasks.lyrics.clean import corpus_files
 
 
 @flow(name="train-lyrics", log_prints=True)
-def train_lyrics(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False) -> dict:
+def train_lyrics(
+    params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False
+) -> dict:
     """Run the lyrics pipeline; `overrides` maps dotted params keys to values, e.g.
     {"lyrics.model.cell": "gru", "lyrics.train.epochs": 5}."""
     params = load_params(params_file, overrides)
@@ -37,8 +39,10 @@ def main() -> None:
     corpus_files(task_section(params, "lyrics").corpus)
     result = with_task_runner(train_lyrics, params)(params_file=args.params, overrides=overrides, refresh=args.refresh)
     m = result["metrics"]
-    print(f"test perplexity {m['test_perplexity']:.1f} (Kneser-Ney {m['kneser_ney_perplexity']:.1f}); "
-          f"{result['registered']['model_name']} v{result['registered']['version']}: {result['registered']['reason']}")
+    print(
+        f"test perplexity {m['test_perplexity']:.1f} (Kneser-Ney {m['kneser_ney_perplexity']:.1f}); "
+        f"{result['registered']['model_name']} v{result['registered']['version']}: {result['registered']['reason']}"
+    )
     print(stages_summary(result["stages"]))
 
 

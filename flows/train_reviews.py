@@ -13,15 +13,26 @@ from prefect import flow
 
 from flows.cli import parse_flow_args
 from flows.scaleout import tokenize_step, with_task_runner
-from flows.stages import clean_task, ingest_task, is_fresh, split_task, stages_summary, train_evaluate_register, vocab_task
-from tasks.cli import run_cli
-from tasks.params import load_params, task_section
+from flows.stages import (
+    clean_task,
+    ingest_task,
+    is_fresh,
+    split_task,
+    stages_summary,
+    train_evaluate_register,
+    vocab_task,
+)
+from tasks.common.cli import run_cli
+from tasks.common.params import load_params, task_section
+from tasks.reviews.ingest import ingest
 
 TASK = "reviews"
 
 
 @flow(name="train-reviews", log_prints=True)
-def train_reviews(params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False) -> dict:
+def train_reviews(
+    params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False
+) -> dict:
     """Run the reviews pipeline; `overrides` maps dotted params keys to values, e.g.
     {"reviews.model.cell": "lstm", "reviews.input.path": "my_reviews.csv"}."""
     params = load_params(params_file, overrides)
@@ -39,14 +50,14 @@ def main() -> None:
     # Fail on bad params or bad input before Prefect starts, with one line and no traceback
     # (reading the corpus takes seconds: skipped when ingest is cached from a run that read it).
     if args.refresh or not is_fresh(params, f"{TASK}-ingest"):
-        from tasks.ingest import ingest
-
         ingest(task_section(params, TASK).input)
     result = with_task_runner(train_reviews, params)(params_file=args.params, overrides=overrides, refresh=args.refresh)
     m, reg = result["metrics"], result["registered"]
-    print(f"test accuracy {m['test_accuracy']:.4f} macro-F1 {m['test_macro_f1']:.4f} "
-          f"(TF-IDF baseline {m['baseline_accuracy']:.4f} / {m['baseline_macro_f1']:.4f}); "
-          f"{reg['model_name']} v{reg['version']}: {reg['reason']}")
+    print(
+        f"test accuracy {m['test_accuracy']:.4f} macro-F1 {m['test_macro_f1']:.4f} "
+        f"(TF-IDF baseline {m['baseline_accuracy']:.4f} / {m['baseline_macro_f1']:.4f}); "
+        f"{reg['model_name']} v{reg['version']}: {reg['reason']}"
+    )
     print(stages_summary(result["stages"]))
 
 

@@ -18,49 +18,11 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from tasks.batching import encode_texts
-from tasks.cli import run_cli
-from tasks.errors import PipelineError
-from tasks.models import RNNClassifier
-from tasks.review_rules import clean_review, review_rules
-from tasks.tokenize import segment
-from tasks.vocab import Vocab
+from tasks.common.cli import run_cli
+from tasks.common.errors import PipelineError
+from tasks.serving.review_predictor import ReviewModel
 
 DEFAULT_MODEL = "models:/review-sentiment@champion"
-
-
-class ReviewModel:
-    """A loaded classifier checkpoint with its preprocessing: raw texts in, labels and probabilities out."""
-
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-        if ckpt.get("kind") != "classifier":
-            raise PipelineError(f"{path}: not a review classifier checkpoint (train one with `make reviews`)")
-        self.model = RNNClassifier(**ckpt["model_args"]).to(device).eval()
-        self.model.load_state_dict(ckpt["state_dict"])
-        self.vocab, self.tokenizer, self.classes = Vocab(ckpt["itos"]), ckpt["tokenizer"], ckpt["classes"]
-        self.rules = review_rules(argparse.Namespace(**ckpt["clean"]))
-        self.device = torch.device(device)
-
-    def tokens(self, text: str) -> list[str]:
-        """Raw text → the tokens training saw (same cleaning rules, same segmentation)."""
-        cleaned = clean_review("" if text is None else str(text), self.rules)
-        return segment(cleaned, self.tokenizer["level"], self.tokenizer["hmm"], self.tokenizer.get("user_dict"))
-
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        """(N, C) class probabilities. Empty or unknown text becomes [<unk>]: an answer, not an error."""
-        from tasks.train import classify
-
-        seqs = encode_texts([self.tokens(t) for t in texts], self.vocab, self.model.max_len)
-        return classify(self.model, seqs, self.device)
-
-    def predict(self, texts: list[str]) -> tuple[list, list[float]]:
-        probs = self.probabilities(texts)
-        best = probs.argmax(1)
-        return [self.classes[i] for i in best], [float(p) for p in probs[np.arange(len(texts)), best]]
 
 
 def read_lines(source: str) -> Iterator[str]:
@@ -70,14 +32,18 @@ def read_lines(source: str) -> Iterator[str]:
     else:
         path = Path(source)
         if not path.is_file():
-            raise PipelineError(f"{path}: input file not found; pass a text file with one review per line, or - for stdin")
-        stream = open(path, encoding="utf-8-sig", newline=None)
+            raise PipelineError(
+                f"{path}: input file not found; pass a text file with one review per line, or - for stdin"
+            )
+        stream = open(path, encoding="utf-8-sig", newline=None)  # noqa: SIM115 (closed below, as stdin is not)
     no = 0
     try:
-        for no, line in enumerate(stream, start=1):
+        for no, line in enumerate(stream, start=1):  # noqa: B007 (`no` names the line in the error)
             yield line.rstrip("\r\n")
     except UnicodeDecodeError as exc:
-        raise PipelineError(f"{source}: not UTF-8 near line {no + 1}; convert it, e.g. iconv -f GB18030 -t UTF-8") from exc
+        raise PipelineError(
+            f"{source}: not UTF-8 near line {no + 1}; convert it, e.g. iconv -f GB18030 -t UTF-8"
+        ) from exc
     finally:
         if stream is not sys.stdin:
             stream.close()
@@ -93,9 +59,10 @@ def load_predictor(uri: str):
     """A callable texts → (labels, probabilities): a local model.pt directly, else an MLflow pyfunc."""
     if Path(uri).is_file():
         return ReviewModel(uri).predict
-    import pandas as pd
+    # MLflow and pandas only when a URI needs them: MLflow takes seconds to import.
+    import pandas as pd  # noqa: PLC0415
 
-    from tasks.pyfunc_models import load_pyfunc  # MLflow only when a URI needs it: slow to import
+    from tasks.serving.model_uri import load_pyfunc  # noqa: PLC0415
 
     pyfunc = load_pyfunc(uri, make_hint="make reviews")
 
@@ -117,9 +84,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Classify reviews: label and probability per text.")
     parser.add_argument("texts", nargs="*", help="review texts; `-` reads one review per line from stdin")
     parser.add_argument("--file", "-f", help="read one review per line from this file (`-`: stdin)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"MLflow model URI or a model.pt path (default {DEFAULT_MODEL})")
-    parser.add_argument("--format", choices=("text", "jsonl"), default="text",
-                        help="text: label<TAB>probability<TAB>text; jsonl: one {text,label,probability} per line")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"MLflow model URI or a model.pt path (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("text", "jsonl"),
+        default="text",
+        help="text: label<TAB>probability<TAB>text; jsonl: one {text,label,probability} per line",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="reviews per batch when streaming (default 256)")
     args = parser.parse_args()
     if args.batch_size < 1:

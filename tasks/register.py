@@ -1,111 +1,24 @@
 """Stage `register`: log the model as an MLflow pyfunc on raw input (start words for `lyrics-lm`,
 review texts for `review-sentiment`), register it with lineage tags, and move alias `champion`
 only when it beats the current champion on the same test split (perplexity: lower is better;
-macro-F1: higher is better).
+macro-F1: higher is better). The registry plumbing is tasks/common/registry.py.
 
     python -m tasks.register [--task lyrics|reviews] [--params params.yaml]
 """
 
 import json
-import logging
-from importlib.metadata import version
 from pathlib import Path
 
-import mlflow
-import pandas as pd
-from mlflow.models import infer_signature
-
-from tasks import tracking
-from tasks.atomic import write_json
-from tasks.cli import stage_main
-from tasks.lineage import lineage_tags
-from tasks.params import task_section
-from tasks.pyfunc_models import SAMPLING_DEFAULTS, LyricsGenerator, ReviewClassifier
-
-log = logging.getLogger(__name__)
-TASKS_DIR = Path(__file__).resolve().parent
-# What the packaged model needs to run anywhere `mlflow models serve` can install it.
-RUNTIME_PACKAGES = ["torch", "jieba", "pandas", "pyarrow", "pydantic", "pyyaml", "opencc", "mlflow"]
-TASK_PACKAGES = {"lyrics": [], "reviews": ["scikit-learn"]}  # the classifier's code path imports sklearn.metrics
-
-
-def should_promote(new_score: float, new_eval_set: str, champion: dict | None, lower_is_better: bool) -> tuple[bool, str]:
-    """Decide whether the new version takes the alias. `champion` holds the current champion's
-    `score` and `eval_set_hash` tags, or is None when there is none. Returns (promote, reason)."""
-    if champion is None:
-        return True, "no champion yet"
-    if champion.get("eval_set_hash") != new_eval_set:
-        return True, (f"champion v{champion['version']} was scored on another test split or vocabulary "
-                      f"({champion.get('eval_set_hash')} != {new_eval_set}); its score is not comparable, "
-                      "so the new version becomes the champion of this split")
-    old = float(champion["score"])
-    better = new_score < old if lower_is_better else new_score > old
-    verdict = "beats" if better else "does not beat"
-    return better, f"{new_score:.4g} {verdict} champion v{champion['version']}'s {old:.4g} on the same test split"
-
-
-def current_champion(client: mlflow.MlflowClient, name: str, alias: str) -> dict | None:
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
-        return None  # no registered model or no alias yet
-    return {"version": mv.version, "score": mv.tags.get("score"), "eval_set_hash": mv.tags.get("eval_set_hash")}
-
-
-def register_version(params, task_params, python_model, artifacts: dict, metrics: dict, score_key: str,
-                     lower_is_better: bool, input_example: pd.DataFrame, output_example: pd.DataFrame,
-                     inference_params: dict | None, extra_tags: dict[str, str], task: str = "lyrics") -> dict:
-    """Log + register a pyfunc in the pipeline's MLflow run, tag it, and gate the alias on `score_key`."""
-    cfg = task_params.registry
-    tracking.configure(params, task)
-    client = mlflow.MlflowClient()
-    signature = infer_signature(input_example, output_example, params=inference_params)
-    with mlflow.start_run(run_id=tracking.load_run_id(task_params.train.output_dir)):
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=python_model, artifacts=artifacts, code_paths=[str(TASKS_DIR)],
-            signature=signature, input_example=input_example, registered_model_name=cfg.model_name,
-            pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in RUNTIME_PACKAGES + TASK_PACKAGES[task]],
-        )
-    mv_version = str(info.registered_model_version)
-    tags = {**lineage_tags(params, task_params), **extra_tags, "score_metric": score_key,
-            "score": str(metrics[score_key]), "eval_set_hash": metrics["eval_set_hash"]}
-    for key, value in tags.items():
-        client.set_model_version_tag(cfg.model_name, mv_version, key, value)
-    promote, reason = should_promote(metrics[score_key], metrics["eval_set_hash"],
-                                     current_champion(client, cfg.model_name, cfg.alias), lower_is_better)
-    if promote:
-        client.set_registered_model_alias(cfg.model_name, cfg.alias, mv_version)
-    log.info("%s v%s registered; alias %s %s: %s", cfg.model_name, mv_version, cfg.alias,
-             "moved to it" if promote else "unchanged", reason)
-    result = {"model_name": cfg.model_name, "version": mv_version, "model_uri": info.model_uri,
-              "promoted": promote, "reason": reason, score_key: metrics[score_key]}
-    write_json(result, cfg.output)
-    return result
+from tasks.catalog import stage_module
+from tasks.common.cli import stage_main
+from tasks.common.params import task_section
 
 
 def run(params, extra_tags: dict[str, str] | None = None, task: str = "lyrics") -> dict:
     tp = task_section(params, task)
     metrics = json.loads(Path(tp.evaluate.metrics).read_text())
     checkpoint = {"checkpoint": str(Path(tp.train.output_dir) / "model.pt")}
-    if task == "reviews":
-        from tasks.predict import ReviewModel
-
-        examples = ["房间很干净，服务也好", "送餐太慢了，菜都凉了"]
-        labels, probs = ReviewModel(checkpoint["checkpoint"]).predict(examples)
-        return register_version(
-            params, tp, ReviewClassifier(), checkpoint, metrics, score_key="test_macro_f1", lower_is_better=False,
-            input_example=pd.DataFrame({"text": examples}),
-            output_example=pd.DataFrame({"label": labels, "probability": probs}),
-            inference_params=None, extra_tags=extra_tags or {}, task=task,
-        )
-    start = tp.evaluate.sample_starts[0]
-    return register_version(
-        params, tp, LyricsGenerator(), checkpoint, metrics,
-        score_key="test_perplexity", lower_is_better=True,
-        input_example=pd.DataFrame({"start": [start]}),
-        output_example=pd.DataFrame({"start": [start], "lyrics": [start + "..."]}),
-        inference_params=SAMPLING_DEFAULTS, extra_tags=extra_tags or {},
-    )
+    return stage_module(task, "register").register(params, tp, metrics, checkpoint, extra_tags or {}, task)
 
 
 if __name__ == "__main__":

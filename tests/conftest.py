@@ -1,43 +1,28 @@
-"""Shared fixtures: tiny synthetic lyrics and review corpora, and params that train in seconds."""
+"""Fixtures only (the helpers they use are in tests/helpers.py): tiny synthetic lyrics and review
+corpora in a temp dir, and params that train in seconds."""
 
-import os
 import random
-import shutil
-import subprocess
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-JAY_CHOU = ROOT.parent / "shared" / "datasets" / "jaychou_lyrics.txt"
-
-PHRASES = ["我爱你", "天空", "下雨", "回忆", "离开", "微笑", "城市", "夜晚", "想念", "故事", "风吹过",
-           "心跳", "永远", "告白", "街角", "咖啡", "旋律", "月光", "海边", "秘密", "温柔", "等待"]
-
-
-def make_song(rng: random.Random, lines: int) -> list[str]:
-    song = ["".join(rng.sample(PHRASES, rng.randint(2, 4))) for _ in range(lines)]
-    return song + song[:2]  # a chorus repeats, as in real lyrics
-
-
-def write_tiny_corpus(folder: Path, seed: int = 0) -> Path:
-    """6 small songs, one file each, deterministic for a seed."""
-    folder.mkdir(parents=True)
-    rng = random.Random(seed)
-    for i in range(6):
-        (folder / f"song{i}.txt").write_text("\n".join(make_song(rng, 30)) + "\n", encoding="utf-8")
-    return folder
+from tasks.common.params import load_params
+from tests.helpers import (
+    make_reviews,
+    tiny_params_dict,
+    tiny_reviews_params_dict,
+    write_params,
+    write_reviews_csv,
+    write_tiny_corpus,
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tests train tiny models: one intra-op thread is fastest, and on a busy 2-core box torch's
     default threads spin waiting for each other and make them many times slower."""
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -47,26 +32,6 @@ def one_torch_thread():
 @pytest.fixture
 def tiny_corpus(tmp_path: Path) -> Path:
     return write_tiny_corpus(tmp_path / "raw")
-
-
-def tiny_params_dict(tmp_path: Path, corpus: Path) -> dict:
-    """The repo's params.yaml with every path under tmp_path and a model that trains in seconds."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    lp = params["lyrics"]
-    lp["corpus"] = str(corpus)
-    d = tmp_path
-    lp["clean"].update(output=str(d / "data/clean.parquet"), report=str(d / "reports/clean.json"))
-    lp["tokenize"].update(input=str(d / "data/clean.parquet"), output=str(d / "data/tokens.parquet"))
-    lp["split"].update(input=str(d / "data/tokens.parquet"), output=str(d / "data/split.parquet"), block_lines=8)
-    lp["vocab"].update(input=str(d / "data/split.parquet"), output=str(d / "data/vocab.json"))
-    lp["model"].update(embedding_size=16, hidden_size=16, num_layers=1, dropout=0.0)
-    lp["train"].update(output_dir=str(d / "models"), history=str(d / "reports/history.csv"),
-                       checkpoint_dir=str(d / "checkpoints"), batch_size=4, bptt=8, epochs=2, lr=0.01)
-    lp["evaluate"].update(output_dir=str(d / "reports"), metrics=str(d / "reports/metrics.json"),
-                          sample_starts=["天空"], sample_length=5)
-    lp["register"].update(output=str(d / "reports/registered.json"))
-    params["tracking"] = {"uri": f"sqlite:///{d / 'mlflow.db'}", "experiment": "test-lyrics"}
-    return params
 
 
 @pytest.fixture
@@ -79,72 +44,13 @@ def tiny_params_file(tmp_path: Path, tiny_corpus: Path, monkeypatch) -> Path:
 
 @pytest.fixture
 def tiny_params(tiny_params_file: Path):
-    from tasks.params import load_params
-
     return load_params(tiny_params_file)
-
-
-# Reviews: the label follows the sentiment words, so a model can learn it from a few dozen examples.
-POSITIVE = ["很好", "满意", "干净", "推荐", "喜欢", "舒服", "热情", "划算", "好吃", "很快"]
-NEGATIVE = ["太差", "失望", "很脏", "难吃", "退货", "生气", "糟糕", "后悔", "太慢", "冷淡"]
-TOPICS = ["房间", "服务", "酒店", "送餐", "菜", "这本书", "快递", "价格", "前台", "早餐"]
-
-
-def make_reviews(rng: random.Random, n: int) -> list[tuple[str, int]]:
-    """n (text, label) pairs, half positive (1), half negative (0); some exact repeats, as in real data."""
-    rows = []
-    for i in range(n):
-        label = i % 2
-        words = rng.sample(POSITIVE if label else NEGATIVE, 2)
-        rows.append((f"{rng.choice(TOPICS)}{words[0]}，{rng.choice(TOPICS)}{words[1]}{rng.choice(['', '！', '。'])}", label))
-    return rows
-
-
-def write_reviews_csv(path: Path, rows: list[tuple[str, object]], text_col: str = "text", label_col: str = "label") -> Path:
-    import csv
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow([text_col, label_col])
-        writer.writerows(rows)
-    return path
 
 
 @pytest.fixture
 def tiny_reviews(tmp_path: Path) -> Path:
     """A CSV of 160 synthetic reviews (text, label), deterministic."""
     return write_reviews_csv(tmp_path / "raw" / "reviews.csv", make_reviews(random.Random(0), 160))
-
-
-TINY_REVIEWS_MODEL = {"embedding_size": 16, "hidden_size": 16, "num_layers": 1, "dropout": 0.0, "max_len": 20}
-TINY_REVIEWS_TRAIN = {"batch_size": 8, "epochs": 3, "lr": 0.01, "max_minutes": 2}
-
-
-def tiny_reviews_params_dict(tmp_path: Path, corpus: Path) -> dict:
-    """The repo's params.yaml (reviews section only) with every path under tmp_path and a tiny model."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    del params["lyrics"]
-    rp = params["reviews"]
-    d = tmp_path
-    rp["input"].update(path=str(corpus), output=str(d / "data/raw.parquet"))
-    rp["clean"].update(input=str(d / "data/raw.parquet"), output=str(d / "data/clean.parquet"), report=str(d / "reports/clean.json"))
-    rp["tokenize"].update(input=str(d / "data/clean.parquet"), output=str(d / "data/tokens.parquet"))
-    rp["split"].update(input=str(d / "data/tokens.parquet"), output=str(d / "data/split.parquet"))
-    rp["vocab"].update(input=str(d / "data/split.parquet"), output=str(d / "data/vocab.json"), min_freq=1)
-    rp["model"].update(TINY_REVIEWS_MODEL)
-    rp["train"].update(output_dir=str(d / "models"), history=str(d / "reports/history.csv"),
-                       checkpoint_dir=str(d / "checkpoints"), **TINY_REVIEWS_TRAIN)
-    rp["evaluate"].update(output_dir=str(d / "reports"), metrics=str(d / "reports/metrics.json"), baseline_min_df=1, mistakes=5)
-    rp["register"].update(output=str(d / "reports/registered.json"))
-    params["tracking"] = {"uri": f"sqlite:///{d / 'mlflow.db'}", "experiment": "test-lyrics"}
-    rp["experiment"] = "test-reviews"
-    return params
-
-
-def write_params(path: Path, params: dict) -> Path:
-    path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -155,92 +61,4 @@ def reviews_params_file(tmp_path: Path, tiny_reviews: Path, monkeypatch) -> Path
 
 @pytest.fixture
 def reviews_params(reviews_params_file: Path):
-    from tasks.params import load_params
-
     return load_params(reviews_params_file)
-
-
-def run_reviews_stages(params, upto: str = "register") -> None:
-    """Run the reviews stages in order, in-process, up to and including `upto`."""
-    from tasks import clean, evaluate, ingest, register, split, tokenize, train, vocab
-
-    for name, stage in [("ingest", ingest), ("clean", clean), ("tokenize", tokenize), ("split", split),
-                        ("vocab", vocab), ("train", train), ("evaluate", evaluate), ("register", register)]:
-        stage.run(params, task="reviews")
-        if name == upto:
-            return
-
-
-def copy_project(dest: Path) -> None:
-    """Copy the code and pipeline files (not data, models or stores) into dest, for DVC/Prefect e2e tests."""
-    for name in ("tasks", "flows"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, dest / name)
-
-
-def build_tiny_project(root: Path, tasks: tuple[str, ...] = ("lyrics",)) -> dict:
-    """A copy of the project in root with tiny corpora and tiny model params for `tasks` (the other
-    task's params section and dvc.yaml stages are left out); returns the environment to run its
-    commands with (isolated MLflow store and Prefect home)."""
-    copy_project(root)
-    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
-    if "lyrics" in tasks:
-        write_tiny_corpus(root / "data/raw/lyrics", seed=1)
-        params["lyrics"]["split"]["block_lines"] = 8
-        params["lyrics"]["model"].update(embedding_size=16, hidden_size=16, num_layers=1, dropout=0.0)
-        params["lyrics"]["train"].update(batch_size=4, bptt=8, epochs=2)
-        params["lyrics"]["evaluate"].update(sample_starts=["天空"], sample_length=5)
-    if "reviews" in tasks:
-        write_reviews_csv(root / "data/raw/reviews.csv", make_reviews(random.Random(1), 160))
-        params["reviews"]["input"]["path"] = "data/raw/reviews.csv"
-        params["reviews"]["vocab"]["min_freq"] = 1
-        params["reviews"]["model"].update(TINY_REVIEWS_MODEL)
-        params["reviews"]["train"].update(TINY_REVIEWS_TRAIN)
-        params["reviews"]["evaluate"].update(baseline_min_df=1, mistakes=5)
-    dvc = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
-    for task in {"lyrics", "reviews"} - set(tasks):
-        del params[task]
-        dvc["stages"] = {k: v for k, v in dvc["stages"].items() if not k.startswith(f"{task}-")}
-        dvc["plots"] = [p for p in dvc["plots"] if not next(iter(p)).startswith(f"{task}-")]
-    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    write_params(root / "params.yaml", params)
-    return {**os.environ, "PYTHONPATH": str(root), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-            "PREFECT_HOME": str(root / ".prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    """Terminate a server a test started (kill it if it ignores that for 30 s)."""
-    if proc is not None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def sh(args: list[str], cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run a command; on failure the assertion shows the tail of its output."""
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-@contextmanager
-def tiny_lyrics_run(tmp: Path, stages, model_updates: dict | None = None, **train_updates):
-    """Write tiny lyrics params under tmp and run `stages` in-process there (MLflow store and its
-    ./mlruns artifacts stay in tmp, not the repo); yields (params, {stage name: its result})."""
-    from tasks.params import load_params
-
-    raw = tiny_params_dict(tmp, write_tiny_corpus(tmp / "raw"))
-    raw["lyrics"]["model"].update(model_updates or {})
-    raw["lyrics"]["train"].update(device="cpu", **train_updates)
-    path = tmp / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.chdir(tmp)
-        params = load_params(path)
-        yield params, {stage.__name__.split(".")[-1]: stage.run(params) for stage in stages}

@@ -1,0 +1,147 @@
+"""Evaluating the review classifier: accuracy, macro precision / recall / F1 and ROC-AUC (binary)
+on the test split beside a TF-IDF + logistic-regression baseline fitted on the same train split;
+confusion-matrix and PR-curve plots; the most confident mistakes (mistakes.md); metrics.json."""
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from sklearn import metrics as skm
+
+from tasks.common.atomic import write_json, write_text
+from tasks.common.plots import plot_history
+from tasks.common.tracking import log_evaluation
+from tasks.reviews.batching import encode_texts
+from tasks.reviews.plots import plot_confusion, plot_pr_curves
+from tasks.reviews.tfidf_baseline import fit_tfidf_baseline
+from tasks.reviews.train import class_weights
+from tasks.serving.review_predictor import ReviewModel, classify
+from tasks.training.device import set_threads
+
+log = logging.getLogger(__name__)
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, prefix: str) -> dict:
+    """Accuracy, macro precision / recall / F1, and ROC-AUC (binary; one-vs-rest macro for more
+    classes when every class occurs in y_true), via sklearn.metrics."""
+    pred = probs.argmax(1)
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(y_true, pred, average="macro", zero_division=0)
+    out = {
+        f"{prefix}_accuracy": skm.accuracy_score(y_true, pred),
+        f"{prefix}_precision_macro": precision,
+        f"{prefix}_recall_macro": recall,
+        f"{prefix}_macro_f1": f1,
+    }
+    present = np.unique(y_true)
+    if probs.shape[1] == 2 and len(present) == 2:
+        out[f"{prefix}_roc_auc"] = skm.roc_auc_score(y_true, probs[:, 1])
+    elif len(present) == probs.shape[1] > 2:
+        out[f"{prefix}_roc_auc"] = skm.roc_auc_score(y_true, probs, multi_class="ovr", average="macro")
+    return {k: float(v) for k, v in out.items()}
+
+
+def review_eval_set_hash(texts: list[str], labels: list[int]) -> str:
+    """Identifies the test split (texts and labels): macro-F1 is comparable only when it matches."""
+    digest = hashlib.sha256()
+    for text, label in zip(texts, labels):
+        digest.update(f"{label}\x1f{text}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def confident_mistakes(texts: list[str], y_true: np.ndarray, probs: np.ndarray, classes: list, n: int) -> str:
+    """Markdown table of the test reviews the model got wrong with the highest confidence."""
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != y_true)
+    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:n]
+    lines = [
+        f"# Most confident mistakes ({len(wrong)} of {int((pred != y_true).sum())} wrong, test split)\n",
+        "| probability | predicted | true | review |",
+        "| --- | --- | --- | --- |",
+    ]
+    for i in wrong:
+        text = texts[i].replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {probs[i, pred[i]]:.3f} | {classes[pred[i]]} | {classes[y_true[i]]} | {text[:200]} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(params, tp, task: str) -> dict:
+    """The evaluate stage of this task: metrics.json, plots and mistakes.md, logged to the run."""
+    cfg = tp.evaluate
+    set_threads(tp.train.num_threads)
+    reviews = ReviewModel(Path(tp.train.output_dir) / "model.pt")
+    table = pq.read_table(tp.split.output, columns=["text", "tokens", "label", "split"]).to_pydict()
+    rows = {s: [i for i, x in enumerate(table["split"]) if x == s] for s in ("train", "val", "test")}
+    tokens = {s: [table["tokens"][i] for i in idx] for s, idx in rows.items()}
+    labels = {s: np.array([table["label"][i] for i in idx], dtype=np.int64) for s, idx in rows.items()}
+    test_texts = [table["text"][i] for i in rows["test"]]
+    classes = reviews.classes
+
+    probs = classify(reviews.model, encode_texts(tokens["test"], reviews.vocab, reviews.model.max_len), reviews.device)
+    weighted = (
+        class_weights(labels["train"], len(classes), tp.train.class_weights, tp.train.imbalance_ratio) is not None
+    )
+    baseline, chosen = fit_tfidf_baseline(
+        tokens["train"],
+        labels["train"],
+        cfg.baseline_ngram_max,
+        cfg.baseline_min_df,
+        cfg.baseline_C,
+        "balanced" if weighted else None,
+        tp.train.seed,
+        tokens["val"],
+        labels["val"],
+    )
+    base_probs = np.zeros_like(probs)
+    base_probs[:, baseline.classes_] = baseline.predict_proba(tokens["test"])  # a class absent from train stays 0
+    metrics = {
+        **classification_metrics(labels["test"], probs, "test"),
+        **classification_metrics(labels["test"], base_probs, "baseline"),
+    }
+    metrics.update(
+        {
+            "test_reviews": len(test_texts),
+            "classes": [str(c) for c in classes],
+            "confusion_matrix": skm.confusion_matrix(
+                labels["test"], probs.argmax(1), labels=range(len(classes))
+            ).tolist(),
+            "baseline_confusion_matrix": skm.confusion_matrix(
+                labels["test"], base_probs.argmax(1), labels=range(len(classes))
+            ).tolist(),
+            "baseline": f"tfidf(1-{cfg.baseline_ngram_max} gram jieba words)+logreg(C={chosen['C']:g})",
+            "baseline_C": chosen["C"],
+            "baseline_val_macro_f1_by_C": {f"{c:g}": f for c, f in chosen["val_macro_f1_by_C"].items()},
+            "beats_baseline": bool(
+                metrics["test_accuracy"] >= metrics["baseline_accuracy"]
+                and metrics["test_macro_f1"] >= metrics["baseline_macro_f1"]
+            ),
+            "eval_set_hash": review_eval_set_hash(test_texts, labels["test"].tolist()),
+        }
+    )
+    out = Path(cfg.output_dir)
+    write_json(metrics, cfg.metrics)
+    names = [str(c) for c in classes]
+    plot_confusion(
+        np.array(metrics["confusion_matrix"]), names, out / "confusion_matrix.png", "Confusion matrix (test)"
+    )
+    plot_pr_curves(labels["test"], {"model": probs, "tf-idf": base_probs}, names, out / "pr_curve.png")
+    write_text(confident_mistakes(test_texts, labels["test"], probs, names, cfg.mistakes), out / "mistakes.md")
+    plot_history(tp.train.history, out / "learning_curves.png", ("train_loss", "val_loss"), "loss", "linear")
+    log_evaluation(
+        params,
+        task,
+        tp,
+        metrics,
+        out,
+        ("metrics.json", "mistakes.md", "confusion_matrix.png", "pr_curve.png", "learning_curves.png"),
+    )
+    log.info(
+        "test accuracy %.4f macro-F1 %.4f vs TF-IDF baseline accuracy %.4f macro-F1 %.4f (%d test reviews)",
+        metrics["test_accuracy"],
+        metrics["test_macro_f1"],
+        metrics["baseline_accuracy"],
+        metrics["baseline_macro_f1"],
+        len(test_texts),
+    )
+    return metrics

@@ -1,0 +1,226 @@
+"""Training the review classifier: packed variable-length batches bucketed by length, class
+weights when the classes are imbalanced, validation macro-F1 per epoch (the default monitor), the
+embedding optionally started from PPMI-SVD vectors of the train split."""
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from torch import nn
+
+from tasks.common.errors import PipelineError
+from tasks.reviews.batching import bucket_batches, encode_texts, pad_batch
+from tasks.reviews.model import RNNClassifier
+from tasks.reviews.ppmi_embeddings import ppmi_svd_embeddings
+from tasks.serving.review_predictor import classify
+from tasks.text.vocab import SPECIALS
+from tasks.training import distributed
+from tasks.training.loop import fit
+from tasks.training.run import fingerprint_of, save_outputs, start_tracking
+
+log = logging.getLogger(__name__)
+
+
+def class_weights(labels: np.ndarray, num_classes: int, mode: str, imbalance_ratio: float) -> torch.Tensor | None:
+    """Balanced weights n / (C * n_c) when `mode` is balanced, or auto and the largest class
+    outnumbers the smallest by more than `imbalance_ratio`; else None (plain cross-entropy)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    if mode == "none" or (mode == "auto" and counts.max() <= imbalance_ratio * counts[counts > 0].min()):
+        return None
+    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+def validation_probs(model: nn.Module, seqs: list[list[int]], device: torch.device) -> np.ndarray:
+    """`classify` over all of `seqs`; distributed, each rank scores every world-th review and the
+    shares are gathered, so every rank holds the same (N, C) probabilities."""
+    world, rank = distributed.world_size(), distributed.rank()
+    mine = list(range(rank, len(seqs), world))
+    shares = distributed.all_gather((mine, classify(model, [seqs[i] for i in mine], device)))
+    probs = np.zeros((len(seqs), model.head.out_features), dtype=np.float32)
+    for idx, part in shares:
+        probs[idx] = part
+    return probs
+
+
+def train_classifier(
+    model: nn.Module,
+    train_seqs: list[list[int]],
+    train_y: np.ndarray,
+    val_seqs: list[list[int]],
+    val_y: np.ndarray,
+    cfg,
+    device: torch.device,
+    weights: torch.Tensor | None = None,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    checkpoint: Path | None = None,
+    fingerprint: str = "",
+) -> list[dict]:
+    """Train in place on id sequences with integer labels; `model` ends with the best weights by
+    `cfg.monitor` (val_loss or val_macro_f1)."""
+    lengths = [len(s) for s in train_seqs]
+    y_all = torch.as_tensor(train_y, dtype=torch.long)
+    loss_weights = weights.to(device) if weights is not None else None
+    model.to(device)
+    net = distributed.wrap(model, device)
+
+    def run_epoch(epoch: int, step: Callable, lr: Callable) -> dict:
+        model.train()
+        t0, total_loss, n_seen, n_tokens = time.perf_counter(), 0.0, 0, 0
+        # The same seeded batches on every rank; each trains on its own disjoint share of them.
+        batches = bucket_batches(lengths, cfg.batch_size, cfg.bucket_size, seed=cfg.seed + epoch)
+        for idx in distributed.shard_batches(batches):
+            x, lens = pad_batch(train_seqs, idx)  # (B, T), (B,)
+            y = y_all[idx].to(device)  # (B,)
+            # fp32 even on CUDA: bf16 autocast of packed cuDNN RNNs is untested here, and this model is small
+            logits = net(x.to(device, non_blocking=True), lens)  # (B, C)
+            loss = nn.functional.cross_entropy(logits.float(), y, weight=loss_weights)
+            step(loss)
+            total_loss += loss.item() * len(idx)
+            n_seen += len(idx)
+            n_tokens += int(lens.sum())
+        seconds = time.perf_counter() - t0
+        total_loss, n_seen, n_tokens = distributed.all_reduce_sum(total_loss, n_seen, n_tokens)
+        probs = validation_probs(model, val_seqs, device)  # (N, C)
+        val_loss = nn.functional.cross_entropy(
+            torch.log(torch.from_numpy(probs).clamp_min(1e-9)), torch.as_tensor(val_y, dtype=torch.long), weight=weights
+        ).item()
+        pred = probs.argmax(1)
+        row = {
+            "train_loss": total_loss / n_seen,
+            "val_loss": val_loss,
+            "val_accuracy": accuracy_score(val_y, pred),
+            "val_macro_f1": f1_score(val_y, pred, average="macro", zero_division=0),
+            "lr": lr(),
+            "reviews_per_s": n_seen / seconds,
+            "tokens_per_s": n_tokens / seconds,
+            "seconds": seconds,
+        }
+        log.info(
+            "epoch %3d | train loss %.3f | val loss %.3f acc %.3f macro-F1 %.3f | lr %.2e | %5.0f reviews/s",
+            epoch,
+            row["train_loss"],
+            val_loss,
+            row["val_accuracy"],
+            row["val_macro_f1"],
+            row["lr"],
+            row["reviews_per_s"],
+        )
+        return row
+
+    steps_per_epoch = max(1, math.ceil(len(train_seqs) / cfg.batch_size) // distributed.world_size())
+    return fit(
+        model,
+        run_epoch,
+        cfg,
+        device,
+        steps_per_epoch,
+        on_epoch_end,
+        checkpoint,
+        fingerprint,
+        monitor=cfg.monitor,
+        higher_is_better=cfg.monitor != "val_loss",
+    )
+
+
+def init_embedding(embedding: nn.Embedding, train_seqs: list[list[int]], cfg) -> None:
+    """Overwrite the word rows (not the specials') with PPMI-SVD vectors of the train split."""
+    vectors = ppmi_svd_embeddings(
+        train_seqs, embedding.num_embeddings, embedding.embedding_dim, cfg.ppmi_window, len(SPECIALS), cfg.seed
+    )
+    if vectors is not None:
+        with torch.no_grad():
+            embedding.weight[len(SPECIALS) :] = torch.from_numpy(vectors[len(SPECIALS) :])
+
+
+def classes_of(labels: list[int], names: list[str]) -> list[int | str]:
+    """Class names by class index (integers when every name is one, so predictions print as given)."""
+    by_index = dict(zip(labels, names))
+    classes = [by_index.get(i, str(i)) for i in range(max(by_index) + 1)]
+    try:
+        return [int(c) for c in classes]
+    except ValueError:
+        return classes
+
+
+def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str) -> dict:
+    """Train the review classifier on the split; save models/<task>/model.pt and the MLflow run id."""
+    cfg = tp.train
+    table = pq.read_table(tp.split.output, columns=["tokens", "label", "label_name", "split"]).to_pydict()
+    classes = classes_of(table["label"], table["label_name"])
+    data = {s: ([], []) for s in ("train", "val")}
+    for tokens, label, split in zip(table["tokens"], table["label"], table["split"]):
+        if split in data:
+            data[split][0].append(tokens)
+            data[split][1].append(label)
+    train_seqs, val_seqs = (encode_texts(data[s][0], vocab, tp.model.max_len) for s in ("train", "val"))
+    train_y, val_y = (np.array(data[s][1], dtype=np.int64) for s in ("train", "val"))
+    if not train_seqs or not val_seqs:
+        raise PipelineError(f"{tp.split.output}: no train or val reviews; rerun split with more reviews")
+    if math.ceil(len(train_seqs) / cfg.batch_size) < distributed.world_size():
+        raise PipelineError(
+            f"{tp.split.output}: {len(train_seqs)} train reviews make fewer batches of {cfg.batch_size} "
+            f"than the {distributed.world_size()} processes; lower {task}.train.batch_size or --nproc_per_node"
+        )
+    weights = class_weights(train_y, len(classes), cfg.class_weights, cfg.imbalance_ratio)
+    model_args = {"vocab_size": len(vocab), "num_classes": len(classes), **tp.model.model_dump()}
+    model = RNNClassifier(**model_args)
+    if cfg.embedding_init == "ppmi":
+        init_embedding(model.embedding, train_seqs, cfg)
+    if distributed.world_size() > 1:
+        torch.manual_seed(cfg.seed + distributed.rank())  # same initial weights, own dropout masks
+    fingerprint = fingerprint_of(tp, vocab, tp.split.output)
+    checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
+    run_id, on_epoch_end = start_tracking(
+        params,
+        tp,
+        task,
+        fingerprint,
+        checkpoint,
+        extra_tags,
+        {
+            "vocab.size": len(vocab),
+            "data.train_reviews": len(train_seqs),
+            "data.classes": len(classes),
+            "class_weights": "none" if weights is None else ",".join(f"{w:.3f}" for w in weights.tolist()),
+            "device": str(device),
+        },
+    )
+    if weights is not None:
+        log.info("classes are imbalanced: loss weights %s", dict(zip(classes, weights.tolist())))
+    history = train_classifier(
+        model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights, on_epoch_end, checkpoint, fingerprint
+    )
+    if distributed.is_main():
+        save_outputs(
+            tp,
+            run_id,
+            checkpoint,
+            {
+                "kind": "classifier",
+                "model_args": model_args,
+                "state_dict": model.state_dict(),
+                "itos": vocab.itos,
+                "vocab_hash": vocab.hash,
+                "tokenizer": tp.tokenize.model_dump(),
+                "clean": tp.clean.model_dump(),
+                "classes": classes,
+            },
+            history,
+        )
+    best = (
+        max(history, key=lambda r: r["val_macro_f1"])
+        if cfg.monitor != "val_loss"
+        else min(history, key=lambda r: r["val_loss"])
+    )
+    return {
+        "run_id": run_id,
+        "epochs": len(history),
+        "best_val_macro_f1": best["val_macro_f1"],
+        "best_val_accuracy": best["val_accuracy"],
+    }

@@ -1,0 +1,1 @@
+"""Inference: lyrics sampling, the review predictor, the MLflow pyfunc wrappers (no training imports)."""

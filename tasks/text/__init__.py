@@ -1,0 +1,1 @@
+"""Text processing: cleaning rules, segmentation (jieba / rjieba / characters), the vocabulary."""

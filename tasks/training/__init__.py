@@ -1,0 +1,1 @@
+"""The training loop both tasks share, device and precision, distributed helpers, run bookkeeping."""

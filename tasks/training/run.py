@@ -1,0 +1,81 @@
+"""A training stage's bookkeeping: its MLflow run (reopened when a killed run resumes), the
+checkpoint fingerprint, and the files it writes (model.pt, history.csv, the run id)."""
+
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from tasks.common import tracking
+from tasks.common.atomic import atomic_path, write_text
+from tasks.common.lineage import file_md5, lineage_tags
+from tasks.common.params import params_hash
+from tasks.training import distributed
+
+
+def history_csv(history: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    return buf.getvalue()
+
+
+def open_run(params, tp, task: str, fingerprint: str, checkpoint: Path, extra_tags: dict | None, logged: dict) -> str:
+    """Open (or reopen, when resuming) the pipeline's MLflow run and log the training params."""
+    cfg = tp.train
+    tags = {**lineage_tags(params, tp), **(extra_tags or {})}
+    run_id = tracking.start_run(params, tags, run_id=_resumable_run_id(checkpoint, fingerprint), task=task)
+    with atomic_path(Path(cfg.checkpoint_dir) / "run_id") as tmp:  # a resumed run logs to the same MLflow run
+        tmp.write_text(f"{fingerprint} {run_id}")
+    tracking.log_params(
+        run_id,
+        {
+            **{f"model.{k}": v for k, v in tp.model.model_dump().items()},
+            **{
+                f"train.{k}": v
+                for k, v in cfg.model_dump().items()
+                if k not in ("output_dir", "history", "checkpoint_dir")
+            },
+            **logged,
+        },
+    )
+    return run_id
+
+
+def save_outputs(tp, run_id: str, checkpoint: Path, ckpt: dict, history: list[dict]) -> None:
+    out = Path(tp.train.output_dir)
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save({**ckpt, "params": tp.model_dump(mode="json", by_alias=True), "history": history}, tmp)
+    write_text(history_csv(history), tp.train.history)
+    tracking.save_run_id(out, run_id)
+    checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
+
+
+def fingerprint_of(tp, vocab, split_path: str) -> str:
+    """A checkpoint is resumed only for the same model, loop settings, vocabulary, split and number
+    of processes (a process count other than 1 changes what each step sees)."""
+    world = distributed.world_size()
+    return f"{params_hash(tp.model)}-{params_hash(tp.train)}-{vocab.hash}-{file_md5(split_path)[:12]}" + (
+        f"-world{world}" if world > 1 else ""
+    )
+
+
+def start_tracking(params, tp, task, fingerprint, checkpoint, extra_tags, logged) -> tuple[str | None, Callable | None]:
+    """Rank 0 opens the MLflow run; other ranks log nothing (run id and epoch logger None)."""
+    if not distributed.is_main():
+        return None, None
+    run_id = open_run(
+        params, tp, task, fingerprint, checkpoint, extra_tags, {**logged, "world_size": distributed.world_size()}
+    )
+    return run_id, tracking.epoch_logger(run_id)
+
+
+def _resumable_run_id(checkpoint: Path, fingerprint: str) -> str | None:
+    marker = checkpoint.parent / "run_id"
+    if checkpoint.exists() and marker.exists():
+        saved_fp, _, run_id = marker.read_text().partition(" ")
+        return run_id if saved_fp == fingerprint else None
+    return None

@@ -1,0 +1,197 @@
+"""Tier 2-3, stages on a tiny review corpus in a temp dir: every stage's outputs, champion gating
+against a real SQLite registry, the served pyfunc, and tasks.predict on awkward inputs."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tasks import register
+from tests.helpers import (
+    ROOT,
+    make_reviews,
+    run_reviews_stages,
+    tiny_reviews_params_dict,
+    write_params,
+    write_reviews_csv,
+)
+
+LONG_TEXT = "房间很干净，服务也好。" * 500  # far beyond max_len
+AWKWARD = [
+    "",
+    "   ",
+    LONG_TEXT,
+    "The room was clean and the staff friendly!",
+    "😀👍",
+    "房间很干净，服务也好",
+    "送餐太慢了，菜都凉了",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Run every reviews stage once (in-process) on a tiny corpus; yields (params, params_file, env)."""
+    import random
+
+    tmp = tmp_path_factory.mktemp("reviews")
+    corpus = write_reviews_csv(tmp / "raw/reviews.csv", make_reviews(random.Random(0), 160))
+    params_file = write_params(tmp / "params.yaml", tiny_reviews_params_dict(tmp, corpus))
+    from tasks.common.params import load_params
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+        mp.chdir(tmp)  # MLflow puts artifacts in ./mlruns beside a sqlite store: keep them out of the repo
+        params = load_params(params_file)
+        run_reviews_stages(params)
+        yield params, params_file, tmp
+
+
+def test_stage_outputs(trained):
+    params, _, tmp = trained
+    rp = params.reviews
+    metrics = json.loads(Path(rp.evaluate.metrics).read_text())
+    for key in ("accuracy", "precision_macro", "recall_macro", "macro_f1", "roc_auc"):
+        assert 0 <= metrics[f"test_{key}"] <= 1 and 0 <= metrics[f"baseline_{key}"] <= 1
+    assert metrics["classes"] == ["0", "1"] and len(metrics["confusion_matrix"]) == 2
+    # the baseline's C was chosen on validation from the params' grid, and the scores are reported
+    scores = metrics["baseline_val_macro_f1_by_C"]
+    assert len(scores) == len(rp.evaluate.baseline_C) and scores[f"{metrics['baseline_C']:g}"] == max(scores.values())
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["test_reviews"]
+    for name in ("confusion_matrix.png", "pr_curve.png", "learning_curves.png"):
+        assert (Path(rp.evaluate.output_dir) / name).read_bytes()[:4] == b"\x89PNG"
+    assert (Path(rp.evaluate.output_dir) / "mistakes.md").read_text().startswith("# Most confident mistakes")
+    history = pd.read_csv(rp.train.history)
+    assert {"train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr"} <= set(history.columns)
+    registered = json.loads(Path(rp.registry.output).read_text())
+    assert registered["model_name"] == "review-sentiment" and registered["promoted"]
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    run = client.get_run(json.loads((Path(rp.train.output_dir) / "mlflow_run.json").read_text())["run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "test-reviews"
+    assert "val_macro_f1" in run.data.metrics and "test_macro_f1" in run.data.metrics
+    mv = client.get_model_version_by_alias("review-sentiment", "champion")
+    assert mv.tags["score_metric"] == "test_macro_f1"
+    for tag in ("git_commit", "params_hash", "data.input_md5", "data.split_md5", "eval_set_hash"):
+        assert mv.tags[tag]
+
+
+def test_champion_moves_only_when_macro_f1_beats_it(trained):
+    params, _, _ = trained
+    metrics_path = Path(params.reviews.evaluate.metrics)
+    original = json.loads(metrics_path.read_text())
+    try:
+        worse = {**original, "test_macro_f1": original["test_macro_f1"] - 0.01}
+        metrics_path.write_text(json.dumps(worse))
+        result = register.run(params, task="reviews")
+        assert not result["promoted"] and "does not beat" in result["reason"]
+        better = {**original, "test_macro_f1": original["test_macro_f1"] + 0.01}
+        metrics_path.write_text(json.dumps(better))
+        result = register.run(params, task="reviews")
+        assert result["promoted"] and "beats" in result["reason"]
+        other_split = {**worse, "eval_set_hash": "another-split"}
+        metrics_path.write_text(json.dumps(other_split))
+        result = register.run(params, task="reviews")
+        assert result["promoted"] and "not comparable" in result["reason"]
+    finally:
+        metrics_path.write_text(json.dumps(original))
+
+
+def test_pyfunc_takes_raw_text(trained):
+    import mlflow
+
+    model = mlflow.pyfunc.load_model("models:/review-sentiment@champion")
+    out = model.predict(pd.DataFrame({"text": AWKWARD}))
+    assert list(out.columns) == ["label", "probability"] and len(out) == len(AWKWARD)
+    assert set(out["label"]) <= {0, 1} and out["probability"].between(0.5, 1).all()
+    assert model.metadata.get_input_schema().input_names() == ["text"]
+
+
+def test_predict_cli_default_model(trained):
+    """The command as users type it: texts as arguments, the registry's champion by default."""
+    _, _, tmp = trained
+    proc = subprocess.run(
+        [sys.executable, "-m", "tasks.predict", "房间很干净，服务也好", "送餐太慢了，菜都凉了"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2
+    label, prob, text = lines[0].split("\t")
+    assert label in {"0", "1"} and 0.5 <= float(prob) <= 1 and text == "房间很干净，服务也好"
+
+
+def predict_main(monkeypatch, capsys, args, stdin=None):
+    """tasks.predict's CLI in-process (run_cli included): returns (exit code, stdout, stderr)."""
+    from tasks import predict
+    from tasks.common.cli import run_cli
+
+    monkeypatch.setattr(sys, "argv", ["predict", *args])
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = 0
+    try:
+        run_cli(predict.main)
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_predict_stdin_jsonl_file_and_awkward_texts(trained, monkeypatch, capsys):
+    params, _, tmp = trained
+    model_pt = str(Path(params.reviews.train.output_dir) / "model.pt")
+    # stdin, jsonl, tiny batches: one object per input line, in order, awkward lines included.
+    lines = [t for t in AWKWARD if t.strip()] + ["", "好"]
+    code, out, _ = predict_main(
+        monkeypatch,
+        capsys,
+        ["-", "--format", "jsonl", "--batch-size", "2", "--model", model_pt],
+        stdin="\n".join(lines) + "\n",
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["text"] for r in rows] == lines
+    assert all(set(r) == {"text", "label", "probability"} and r["label"] in (0, 1) for r in rows)
+    # A file, read in batches, through the registry URI.
+    path = tmp / "in.txt"
+    path.write_text("\n".join(["很好"] * 7) + "\n", encoding="utf-8")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    code, out, _ = predict_main(monkeypatch, capsys, ["--file", str(path), "--batch-size", "3"])
+    assert code == 0 and len(out.splitlines()) == 7
+    # Arguments with empty, very long and non-Chinese texts: an answer each, never a traceback.
+    code, out, _ = predict_main(monkeypatch, capsys, ["--model", model_pt, "--", *AWKWARD])
+    assert code == 0 and len(out.splitlines()) >= len(AWKWARD)
+
+
+def test_predict_bad_input(trained, monkeypatch, capsys):
+    params, _, tmp = trained
+    model_pt = str(Path(params.reviews.train.output_dir) / "model.pt")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    (tmp / "gbk.txt").write_bytes("很好\n".encode("gbk") * 3)
+    for args, message in [
+        (["--file", str(tmp / "missing.txt"), "--model", model_pt], "input file not found"),
+        (["--file", str(tmp / "gbk.txt"), "--model", model_pt], "not UTF-8"),
+        ([], "no input"),
+        (["好", "--model", "models:/no-such-model@champion"], "cannot load models:/no-such-model"),
+    ]:
+        code, _, err = predict_main(monkeypatch, capsys, args)
+        assert code == 2 and message in err and err.count("\n") == 1 and err.startswith("error: "), err
+
+
+def test_checkpoint_is_self_describing(trained):
+    import torch
+
+    params, _, _ = trained
+    ckpt = torch.load(Path(params.reviews.train.output_dir) / "model.pt", weights_only=True)
+    assert ckpt["kind"] == "classifier" and ckpt["classes"] == [0, 1]
+    assert ckpt["model_args"]["max_len"] == params.reviews.model.max_len
+    assert ckpt["tokenizer"]["level"] == "word" and ckpt["clean"]["to_simplified"] is True

@@ -1,0 +1,173 @@
+"""Sampling, generation and the `python -m tasks.generate` command line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tasks.common.errors import PipelineError
+from tasks.serving.lyrics_generator import generate, generate_text, load_checkpoint, render, sample_next, start_tokens
+from tasks.text.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
+from tests.helpers import ROOT, tiny_lyrics_run
+
+WORD_TOKENIZER = {"level": "word", "hmm": True, "user_dict": None}
+CHAR_TOKENIZER = {"level": "char", "hmm": True, "user_dict": None}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained by the real stages on the synthetic corpus: (params, model.pt path)."""
+    from tasks import clean, split, tokenize, train, vocab
+
+    with tiny_lyrics_run(tmp_path_factory.mktemp("generate"), (clean, tokenize, split, vocab, train), epochs=3) as (
+        params,
+        _,
+    ):
+        pass
+    model_pt = Path(params.lyrics.train.output_dir) / "model.pt"
+    assert model_pt.is_file()
+    return params, model_pt
+
+
+# --- sampling -----------------------------------------------------------------------------------
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_top_k_1_is_argmax():
+    logits = torch.tensor([0.1, 2.0, 1.9, -1.0, 0.5])
+    for seed in range(20):
+        assert sample_next(logits, temperature=1.0, top_k=1, top_p=1.0, generator=gen(seed)) == 1
+        assert sample_next(logits, temperature=5.0, top_k=1, top_p=1.0, generator=gen(seed)) == 1
+
+
+def test_top_k_limits_to_the_k_best():
+    logits = torch.tensor([3.0, 2.9, 2.8, -5.0, 2.7])
+    drawn = {sample_next(logits, 10.0, 2, 1.0, gen(s)) for s in range(200)}
+    assert drawn == {0, 1}
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log()
+    drawn = {sample_next(logits, 1.0, 0, 0.6, gen(s)) for s in range(300)}
+    assert drawn == {0, 1}  # 0.5 < 0.6, so the token crossing 0.6 (0.3) is kept too
+    drawn = {sample_next(logits, 1.0, 0, 0.4, gen(s)) for s in range(100)}
+    assert drawn == {0}
+    drawn = {sample_next(logits, 1.0, 0, 1.0, gen(s)) for s in range(2000)}
+    assert drawn == {0, 1, 2, 3}  # top_p 1.0 disables the filter
+
+
+def test_sample_next_does_not_modify_its_input():
+    logits = torch.tensor([1.0, 2.0, 3.0])
+    sample_next(logits, 0.5, 2, 0.5, gen())
+    assert logits.tolist() == [1.0, 2.0, 3.0]
+
+
+# --- start tokens and rendering -------------------------------------------------------------------
+
+
+def small_vocab() -> Vocab:
+    return Vocab(SPECIALS + ["天", "空", "我爱你", "下雨", "baby"])
+
+
+def test_start_tokens_known_word_is_kept():
+    assert start_tokens("我爱你", small_vocab(), WORD_TOKENIZER) == ["我爱你"]
+
+
+def test_start_tokens_unknown_word_falls_back_to_known_characters():
+    # jieba keeps 天空 as one word, which this vocab lacks: its known characters are used
+    assert start_tokens("天空", small_vocab(), WORD_TOKENIZER) == ["天", "空"]
+    assert start_tokens("天空城", small_vocab(), WORD_TOKENIZER) == ["天", "空"]  # 城 unknown: skipped
+    # char level: 下 and 雨 are not in this word vocab, so only baby is left
+    assert start_tokens("baby 下雨", small_vocab(), CHAR_TOKENIZER) == ["baby"]
+    assert start_tokens("baby天", small_vocab(), CHAR_TOKENIZER) == ["baby", "天"]
+
+
+@pytest.mark.parametrize("text", ["zzzz", "城市", "!!"])
+def test_start_tokens_nothing_known_is_a_clear_error(text):
+    with pytest.raises(PipelineError) as info:
+        start_tokens(text, small_vocab(), WORD_TOKENIZER)
+    message = str(info.value)
+    assert repr(text) in message
+    assert "no word or character the model knows" in message
+    assert "try one of: 天 空 我爱你" in message
+    assert "\n" not in message
+
+
+def test_render():
+    assert render(["天空", EOS, "下雨"]) == "天空\n下雨"
+    assert render(["天空", EOS, "下雨", EOS]) == "天空\n下雨"
+    assert render(["baby", "you", "我", "爱", "you"]) == "baby you我爱you"
+    assert render(["I", "love", EOS, "you"]) == "I love\nyou"
+
+
+# --- generation with a trained model ------------------------------------------------------------
+
+
+def test_generate_is_reproducible_with_a_seed(trained):
+    model, vocab, _ = load_checkpoint(trained[1])
+    a = generate(model, vocab, ["天空"], 30, temperature=1.5, seed=7)
+    b = generate(model, vocab, ["天空"], 30, temperature=1.5, seed=7)
+    assert a == b
+    assert a[0] == "天空" and len(a) == 31
+    others = [generate(model, vocab, ["天空"], 30, temperature=1.5, seed=s) for s in range(8, 12)]
+    assert any(o != a for o in others)
+
+
+def test_generate_never_emits_pad_unk_bos(trained):
+    model, vocab, _ = load_checkpoint(trained[1])
+    # make the banned ids by far the likeliest: they must still never be sampled
+    with torch.no_grad():
+        for tok in (PAD, UNK, BOS):
+            model.decoder.bias[vocab.stoi[tok]] = 50.0
+    for seed in range(3):
+        out = generate(model, vocab, ["天空"], 40, temperature=2.0, top_k=0, seed=seed)
+        assert not {PAD, UNK, BOS} & set(out)
+
+
+def test_generate_text_starts_with_the_start_word(trained):
+    model, vocab, tokenizer = load_checkpoint(trained[1])
+    assert tokenizer["level"] == "word"
+    text = generate_text(model, vocab, tokenizer, "天空", 5, seed=1)
+    assert text.startswith("天空")
+    assert "<" not in text.replace("\n", "")
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def run_generate(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", "tasks.generate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_generates_from_a_model_file(trained, tmp_path):
+    params, model_pt = trained
+    result = run_generate(tmp_path, "--model", str(model_pt), "--start", "天空", "--length", "5", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("天空")
+    # the same sampling as in-process with the CLI's defaults (temperature 0.8, top-k 20)
+    model, vocab, tokenizer = load_checkpoint(model_pt)
+    expected = generate_text(model, vocab, tokenizer, "天空", 5, temperature=0.8, top_k=20, top_p=1.0, seed=1)
+    assert result.stdout.rstrip("\n") == expected
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_unknown_start_is_a_one_line_error(trained, tmp_path):
+    _, model_pt = trained
+    result = run_generate(tmp_path, "--model", str(model_pt), "--start", "zzzz", "--length", "5", "--seed", "1")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:") and "zzzz" in lines[0]
+    assert result.stdout == ""

@@ -1,0 +1,239 @@
+"""The RNN model, PTB-style batching, the Kneser-Ney baseline, and the training loop (incl. resume)."""
+
+import math
+import random
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from tasks.common.params import Model
+from tasks.lyrics.batching import batchify, get_batch, lm_stream
+from tasks.lyrics.kneser_ney import KneserNeyLM
+from tasks.lyrics.model import RNNLanguageModel, detach_hidden
+from tasks.lyrics.train import estimate_loss, train_language_model
+from tasks.text.vocab import EOS, Vocab
+from tests.helpers import TRAIN_PATTERN, V, pattern_stream, train_cfg
+
+CPU = torch.device("cpu")
+
+
+# --- model --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_model_shapes(cell, num_layers):
+    V, E, H, T, B = 13, 6, 5, 7, 3
+    model = RNNLanguageModel(V, E, H, num_layers, cell=cell, dropout=0.1)
+    x = torch.randint(0, V, (T, B))
+    logits, hidden = model(x)
+    assert logits.shape == (T, B, V)
+    states = hidden if cell == "lstm" else (hidden,)
+    assert isinstance(hidden, tuple) == (cell == "lstm")
+    for h in states:
+        assert h.shape == (num_layers, B, H)
+    # the state carries into the next window, detached from the graph
+    logits2, hidden2 = model(x[:2], detach_hidden(hidden))
+    assert logits2.shape == (2, B, V)
+    for h in detach_hidden(hidden) if cell == "lstm" else (detach_hidden(hidden),):
+        assert not h.requires_grad
+
+
+def test_detach_hidden_none():
+    assert detach_hidden(None) is None
+
+
+def test_tie_weights_shares_the_tensor():
+    model = RNNLanguageModel(11, 8, 8, 1, cell="gru", tie_weights=True)
+    assert model.decoder.weight is model.embedding.weight
+    n_tied = sum(p.numel() for p in model.parameters())
+    untied = RNNLanguageModel(11, 8, 8, 1, cell="gru", tie_weights=False)
+    assert untied.decoder.weight is not untied.embedding.weight
+    assert sum(p.numel() for p in untied.parameters()) == n_tied + 11 * 8
+
+
+def test_tie_weights_with_mismatched_sizes_raises():
+    with pytest.raises(ValueError, match="tie_weights"):
+        RNNLanguageModel(11, 8, 16, 1, tie_weights=True)
+    with pytest.raises(ValidationError, match="tie_weights"):
+        Model(embedding_size=8, hidden_size=16, tie_weights=True)
+    Model(embedding_size=8, hidden_size=16, tie_weights=False)  # fine untied
+
+
+# --- batching -----------------------------------------------------------------------------------
+
+
+def test_lm_stream_appends_eos_per_line():
+    vocab = Vocab(["<pad>", "<unk>", "<bos>", EOS, "天空", "下雨"])
+    assert lm_stream([["天空", "下雨"], ["雪"]], vocab).tolist() == [4, 5, 3, 1, 3]
+
+
+def test_batchify_columns_are_contiguous_slices():
+    data = batchify(torch.arange(11), 3)  # ragged tail (9, 10) dropped
+    assert data.shape == (3, 3)
+    assert data[:, 0].tolist() == [0, 1, 2]
+    assert data[:, 1].tolist() == [3, 4, 5]
+    assert data[:, 2].tolist() == [6, 7, 8]
+
+
+def test_get_batch_targets_are_inputs_shifted_by_one():
+    data = batchify(torch.arange(40), 4)  # (10, 4)
+    x, y = get_batch(data, 0, 3)
+    assert x.shape == y.shape == (3, 4)
+    assert torch.equal(y[:-1], x[1:])
+    assert torch.equal(y, x + 1)  # every column is a contiguous run of the stream
+    x, y = get_batch(data, 6, 5)  # last window is shorter: rows 6..8, targets 7..9
+    assert x.shape == y.shape == (3, 4)
+    assert torch.equal(y, data[7:10])
+
+
+# --- Kneser-Ney ---------------------------------------------------------------------------------
+
+
+def kn_data(seed=0):
+    rng = random.Random(seed)
+    phrases = [[4, 5, 6], [7, 8], [4, 9, 10, 3], [11, 5, 3], [6, 7, 8, 9]]
+    ids = []
+    for _ in range(300):
+        ids += rng.choice(phrases)
+    return ids
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_kneser_ney_probabilities_sum_to_one(order):
+    V = 14  # ids 12 and 13 never occur in training
+    lm = KneserNeyLM(order).fit(kn_data(), V)
+    for context in [(4, 5), (8,), (), (12, 13), (13,), (5, 12)]:  # seen, unseen and mixed contexts
+        total = sum(lm.prob(context, w) for w in range(V))
+        assert total == pytest.approx(1.0, abs=1e-9), context
+    assert lm.prob((4, 5), 6) > lm.prob((4, 5), 8) > 0
+    assert lm.prob((12, 13), 13) > 0  # unseen word in unseen context still gets mass
+
+
+def test_kneser_ney_perplexity_lower_on_training_text_than_shuffled():
+    ids = kn_data()
+    lm = KneserNeyLM(3).fit(ids, 14)
+    shuffled = ids[:]
+    random.Random(1).shuffle(shuffled)
+    train_ppl, shuffled_ppl = lm.perplexity(ids), lm.perplexity(shuffled)
+    assert 1 < train_ppl < shuffled_ppl
+    assert lm.perplexity(kn_data(seed=5)) < shuffled_ppl  # unseen text from the same "language"
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def new_model(seed=0, cell="lstm"):
+    torch.manual_seed(seed)
+    return RNNLanguageModel(V, 16, 16, 1, cell=cell, dropout=0.0, tie_weights=True)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_training_loss_falls(tmp_path, cell):
+    train = pattern_stream(TRAIN_PATTERN, 30, 4)
+    val = pattern_stream(TRAIN_PATTERN, 6, 2)
+    model = new_model(cell=cell)
+    history: list[dict] = []
+    returned = train_language_model(model, train, val, train_cfg(tmp_path, epochs=4), CPU, history.append)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert returned == history  # one dict per epoch, the same ones that are returned
+    assert set(history[0]) >= {"epoch", "train_loss", "val_loss", "train_ppl", "val_ppl", "lr"}
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert history[0]["train_ppl"] == pytest.approx(math.exp(history[0]["train_loss"]))
+
+
+def test_best_weights_are_restored(tmp_path):
+    # validation text follows another pattern: the better the model learns train, the worse val gets
+    train = pattern_stream(TRAIN_PATTERN, 30, 4)
+    val = pattern_stream(list(reversed(TRAIN_PATTERN)), 6, 2)
+    model = new_model(seed=1)
+    history = train_language_model(model, train, val, train_cfg(tmp_path, epochs=5), CPU)
+    best = min(history, key=lambda r: r["val_loss"])
+    assert best["epoch"] < history[-1]["epoch"], "setup should make the last epoch not the best"
+    assert estimate_loss(model, val, 6, CPU) == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+def test_early_stopping(tmp_path):
+    train = pattern_stream(TRAIN_PATTERN, 30, 4)
+    val = pattern_stream(list(reversed(TRAIN_PATTERN)), 6, 2)
+    history = train_language_model(
+        new_model(seed=1), train, val, train_cfg(tmp_path, epochs=30, early_stopping_patience=2), CPU
+    )
+    assert len(history) < 30
+    best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
+    assert history[-1]["epoch"] == best_epoch + 2
+
+
+COMPARED = ("epoch", "train_loss", "val_loss", "lr")
+
+
+def test_resume_from_checkpoint(tmp_path):
+    train = pattern_stream(TRAIN_PATTERN, 20, 4)
+    val = pattern_stream(TRAIN_PATTERN, 4, 2)
+    checkpoint = tmp_path / "ckpt" / "last.pt"
+
+    # a run "killed" after 2 epochs leaves its checkpoint behind
+    first = train_language_model(
+        new_model(seed=0), train, val, train_cfg(tmp_path, epochs=2), CPU, checkpoint=checkpoint, fingerprint="fp-1"
+    )
+    assert checkpoint.exists()
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["epoch"] == 2 and saved["fingerprint"] == "fp-1"
+
+    # a fresh process: new model (other init), same checkpoint and fingerprint -> resumes at epoch 3
+    seen: list[dict] = []
+    resumed = train_language_model(
+        new_model(seed=99),
+        train,
+        val,
+        train_cfg(tmp_path, epochs=4),
+        CPU,
+        seen.append,
+        checkpoint=checkpoint,
+        fingerprint="fp-1",
+    )
+    assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in seen] == [3, 4]  # only the new epochs are reported
+    assert resumed[:2] == first
+
+    # and it continues exactly where an uninterrupted run would be
+    straight = train_language_model(new_model(seed=0), train, val, train_cfg(tmp_path, epochs=4), CPU)
+    for got, want in zip(resumed, straight):
+        for key in COMPARED:
+            assert got[key] == pytest.approx(want[key], rel=1e-4), (got["epoch"], key)
+
+
+def test_checkpoint_with_other_fingerprint_is_ignored(tmp_path):
+    train = pattern_stream(TRAIN_PATTERN, 20, 4)
+    val = pattern_stream(TRAIN_PATTERN, 4, 2)
+    checkpoint = tmp_path / "ckpt" / "last.pt"
+    train_language_model(
+        new_model(), train, val, train_cfg(tmp_path, epochs=2), CPU, checkpoint=checkpoint, fingerprint="old-params"
+    )
+    seen: list[dict] = []
+    history = train_language_model(
+        new_model(),
+        train,
+        val,
+        train_cfg(tmp_path, epochs=3),
+        CPU,
+        seen.append,
+        checkpoint=checkpoint,
+        fingerprint="new-params",
+    )
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert [r["epoch"] for r in seen] == [1, 2, 3]
+    assert torch.load(checkpoint, weights_only=True)["fingerprint"] == "new-params"
+
+
+def test_cosine_scheduler_warms_up_then_decays(tmp_path):
+    train = pattern_stream(TRAIN_PATTERN, 20, 4)
+    val = pattern_stream(TRAIN_PATTERN, 4, 2)
+    history = train_language_model(
+        new_model(), train, val, train_cfg(tmp_path, epochs=4, scheduler="cosine", warmup_epochs=1), CPU
+    )
+    lrs = [r["lr"] for r in history]
+    assert lrs[0] == pytest.approx(0.02, rel=1e-6)  # end of warmup
+    assert lrs[1] > lrs[2] > lrs[3]
