@@ -3,6 +3,7 @@ lineage tags, and move the alias only when the new version beats the current cha
 test split."""
 
 import logging
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -48,69 +49,55 @@ def current_champion(client: mlflow.MlflowClient, name: str, alias: str) -> dict
     return {"version": mv.version, "score": mv.tags.get("score"), "eval_set_hash": mv.tags.get("eval_set_hash")}
 
 
-def register_version(
-    params,
-    task_params,
-    python_model,
-    artifacts: dict,
-    metrics: dict,
-    score_key: str,
-    lower_is_better: bool,
-    input_example: pd.DataFrame,
-    output_example: pd.DataFrame,
-    inference_params: dict | None,
-    extra_tags: dict[str, str],
-    task: str = "lyrics",
-) -> dict:
-    """Log + register a pyfunc in the pipeline's MLflow run, tag it, and gate the alias on `score_key`."""
-    cfg = task_params.registry
-    tracking.configure(params, task)
-    client = mlflow.MlflowClient()
-    signature = infer_signature(input_example, output_example, params=inference_params)
+@dataclass(frozen=True)
+class ServedModel:
+    """What a task registers: its pyfunc, an example of its raw input and output (the signature),
+    the per-call inference params, and the test metric that gates the alias."""
+
+    python_model: mlflow.pyfunc.PythonModel
+    input_example: pd.DataFrame
+    output_example: pd.DataFrame
+    inference_params: dict | None
+    score_key: str
+    lower_is_better: bool
+
+
+def log_pyfunc(task_params, served: ServedModel, artifacts: dict):
+    """Log the pyfunc (with the `tasks` code inside it) to the pipeline's run and register it."""
+    signature = infer_signature(served.input_example, served.output_example, params=served.inference_params)
     with mlflow.start_run(run_id=tracking.load_run_id(task_params.train.output_dir)):
-        info = mlflow.pyfunc.log_model(
+        return mlflow.pyfunc.log_model(
             name="model",
-            python_model=python_model,
+            python_model=served.python_model,
             artifacts=artifacts,
             code_paths=[str(TASKS_DIR)],
             signature=signature,
-            input_example=input_example,
-            registered_model_name=cfg.model_name,
+            input_example=served.input_example,
+            registered_model_name=task_params.registry.model_name,
             pip_requirements=[f"{p}=={version(p).split('+')[0]}" for p in RUNTIME_PACKAGES],
         )
+
+
+def register_version(
+    params, task_params, served: ServedModel, artifacts: dict, metrics: dict, extra_tags: dict[str, str], task: str
+) -> dict:
+    """Log + register a pyfunc in the pipeline's MLflow run, tag it with its lineage and score, and
+    gate the alias on `served.score_key`."""
+    cfg, score = task_params.registry, metrics[served.score_key]
+    tracking.configure(params, task)
+    client = mlflow.MlflowClient()
+    info = log_pyfunc(task_params, served, artifacts)
     mv_version = str(info.registered_model_version)
-    tags = {
-        **lineage_tags(params, task_params),
-        **extra_tags,
-        "score_metric": score_key,
-        "score": str(metrics[score_key]),
-        "eval_set_hash": metrics["eval_set_hash"],
-    }
-    for key, value in tags.items():
+    tags = {**lineage_tags(params, task_params), **extra_tags, "score_metric": served.score_key, "score": str(score)}
+    for key, value in {**tags, "eval_set_hash": metrics["eval_set_hash"]}.items():
         client.set_model_version_tag(cfg.model_name, mv_version, key, value)
-    promote, reason = should_promote(
-        metrics[score_key],
-        metrics["eval_set_hash"],
-        current_champion(client, cfg.model_name, cfg.alias),
-        lower_is_better,
-    )
+    champion = current_champion(client, cfg.model_name, cfg.alias)
+    promote, reason = should_promote(score, metrics["eval_set_hash"], champion, served.lower_is_better)
     if promote:
         client.set_registered_model_alias(cfg.model_name, cfg.alias, mv_version)
-    log.info(
-        "%s v%s registered; alias %s %s: %s",
-        cfg.model_name,
-        mv_version,
-        cfg.alias,
-        "moved to it" if promote else "unchanged",
-        reason,
-    )
-    result = {
-        "model_name": cfg.model_name,
-        "version": mv_version,
-        "model_uri": info.model_uri,
-        "promoted": promote,
-        "reason": reason,
-        score_key: metrics[score_key],
-    }
+    moved = "moved to it" if promote else "unchanged"
+    log.info("%s v%s registered; alias %s %s: %s", cfg.model_name, mv_version, cfg.alias, moved, reason)
+    result = {"model_name": cfg.model_name, "version": mv_version, "model_uri": info.model_uri, "promoted": promote}
+    result.update({"reason": reason, served.score_key: score})
     write_json(result, cfg.output)
     return result

@@ -34,16 +34,13 @@ def eval_set_hash(test_tokens: list[list[str]], vocab: Vocab) -> str:
     return digest.hexdigest()[:16]
 
 
-def evaluate(params, lp, task: str) -> dict:
-    """The evaluate stage of this task: metrics.json, samples.md and learning curves, logged to the run."""
-    cfg = lp.evaluate
-    set_threads(lp.train.num_threads)
-    model, vocab, tokenizer = load_checkpoint(Path(lp.train.output_dir) / "model.pt")
-    splits = tokens_by_split(lp.split.output)
+def perplexity_metrics(model, vocab: Vocab, splits: dict[str, list[list[str]]], ngram_order: int) -> dict:
+    """The model's test perplexity beside the Kneser-Ney baseline's on the same tokens, both
+    also with a cache fitted on validation, plus what explains the comparison (OOV, repeats)."""
     test_stream, val_stream = (lm_stream(splits[s], vocab) for s in ("test", "val"))  # (N,)
     # The model scores the test text with its continuous cache when training fitted one (tasks/neural_cache.py).
     test_ppl_alone, test_ppl = perplexities(model, test_stream, model.cache)
-    kn = KneserNeyLM(cfg.ngram_order).fit(lm_stream(splits["train"], vocab).tolist(), len(vocab))
+    kn = KneserNeyLM(ngram_order).fit(lm_stream(splits["train"], vocab).tolist(), len(vocab))
     kn_ppl, kn_cache_ppl = kn_perplexities(kn, test_stream.tolist(), fit_unigram_cache(kn, val_stream.tolist()))
     metrics = {
         "test_perplexity": test_ppl,
@@ -63,6 +60,15 @@ def evaluate(params, lp, task: str) -> dict:
         "test_tokens": int(test_stream.numel()),
         "eval_set_hash": eval_set_hash(splits["test"], vocab),
     }
+    return metrics
+
+
+def evaluate(params, lp, task: str) -> dict:
+    """The evaluate stage of this task: metrics.json, samples.md and learning curves, logged to the run."""
+    cfg = lp.evaluate
+    set_threads(lp.train.num_threads)
+    model, vocab, tokenizer = load_checkpoint(Path(lp.train.output_dir) / "model.pt")
+    metrics = perplexity_metrics(model, vocab, tokens_by_split(lp.split.output), cfg.ngram_order)
     sampling = {"temperature": cfg.temperature, "top_k": cfg.top_k, "seed": cfg.seed}
     samples = [
         f"## {start}\n{generate_text(model, vocab, tokenizer, start, cfg.sample_length, **sampling)}\n"
@@ -74,6 +80,7 @@ def evaluate(params, lp, task: str) -> dict:
     plot_history(lp.train.history, out / "learning_curves.png")
 
     log_evaluation(params, task, lp, metrics, out, ("metrics.json", "samples.md", "learning_curves.png"))
+    test_ppl, kn_ppl = metrics["test_perplexity"], metrics["kneser_ney_perplexity"]
     log.info(
         "test perplexity %.1f vs Kneser-Ney (order %d) %.1f: ratio %.2f; OOV %.1f%%",
         test_ppl,
@@ -87,7 +94,7 @@ def evaluate(params, lp, task: str) -> dict:
         metrics["test_perplexity_without_cache"],
         kn_ppl,
         test_ppl,
-        kn_cache_ppl,
+        metrics["kneser_ney_cache_perplexity"],
         metrics["ratio_to_kneser_ney_cache"],
     )
     return metrics

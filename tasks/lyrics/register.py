@@ -3,24 +3,19 @@
 
 import pandas as pd
 
-from tasks.common.registry import register_version
+from tasks.common.registry import ServedModel, register_version
 from tasks.serving.lyrics_pyfunc import SAMPLING_DEFAULTS, LyricsGenerator
 
 
 def register(params, tp, metrics: dict, checkpoint: dict, extra_tags: dict[str, str], task: str) -> dict:
     """The register stage of this task."""
     start = tp.evaluate.sample_starts[0]
-    return register_version(
-        params,
-        tp,
+    served = ServedModel(
         LyricsGenerator(),
-        checkpoint,
-        metrics,
-        score_key="test_perplexity",
-        lower_is_better=True,
         input_example=pd.DataFrame({"start": [start]}),
         output_example=pd.DataFrame({"start": [start], "lyrics": [start + "..."]}),
         inference_params=SAMPLING_DEFAULTS,
-        extra_tags=extra_tags,
-        task=task,
+        score_key="test_perplexity",
+        lower_is_better=True,
     )
+    return register_version(params, tp, served, checkpoint, metrics, extra_tags, task)

@@ -66,22 +66,20 @@ def confident_mistakes(texts: list[str], y_true: np.ndarray, probs: np.ndarray, 
     return "\n".join(lines) + "\n"
 
 
-def evaluate(params, tp, task: str) -> dict:
-    """The evaluate stage of this task: metrics.json, plots and mistakes.md, logged to the run."""
-    cfg = tp.evaluate
-    set_threads(tp.train.num_threads)
-    reviews = ReviewModel(Path(tp.train.output_dir) / "model.pt")
-    table = pq.read_table(tp.split.output, columns=["text", "tokens", "label", "split"]).to_pydict()
+def reviews_by_split(path: str) -> tuple[dict, dict, list[str]]:
+    """The split table as tokens and labels per split, and the test texts as written."""
+    table = pq.read_table(path, columns=["text", "tokens", "label", "split"]).to_pydict()
     rows = {s: [i for i, x in enumerate(table["split"]) if x == s] for s in ("train", "val", "test")}
     tokens = {s: [table["tokens"][i] for i in idx] for s, idx in rows.items()}
     labels = {s: np.array([table["label"][i] for i in idx], dtype=np.int64) for s, idx in rows.items()}
-    test_texts = [table["text"][i] for i in rows["test"]]
-    classes = reviews.classes
+    return tokens, labels, [table["text"][i] for i in rows["test"]]
 
-    probs = classify(reviews.model, encode_texts(tokens["test"], reviews.vocab, reviews.model.max_len), reviews.device)
-    weighted = (
-        class_weights(labels["train"], len(classes), tp.train.class_weights, tp.train.imbalance_ratio) is not None
-    )
+
+def baseline_probs(tp, tokens: dict, labels: dict, num_classes: int) -> tuple[np.ndarray, dict]:
+    """TF-IDF + logistic regression fitted on train (C chosen on val, classes weighted as the
+    model's loss was): its test probabilities (N, C) and the choice it made."""
+    cfg, train = tp.evaluate, tp.train
+    weighted = class_weights(labels["train"], num_classes, train.class_weights, train.imbalance_ratio) is not None
     baseline, chosen = fit_tfidf_baseline(
         tokens["train"],
         labels["train"],
@@ -89,53 +87,73 @@ def evaluate(params, tp, task: str) -> dict:
         cfg.baseline_min_df,
         cfg.baseline_C,
         "balanced" if weighted else None,
-        tp.train.seed,
+        train.seed,
         tokens["val"],
         labels["val"],
     )
-    base_probs = np.zeros_like(probs)
-    base_probs[:, baseline.classes_] = baseline.predict_proba(tokens["test"])  # a class absent from train stays 0
+    probs = np.zeros((len(tokens["test"]), num_classes), dtype=np.float32)  # as the model's (classify)
+    probs[:, baseline.classes_] = baseline.predict_proba(tokens["test"])  # a class absent from train stays 0
+    return probs, chosen
+
+
+def comparison_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    base_probs: np.ndarray,
+    classes: list,
+    chosen: dict,
+    ngram_max: int,
+    test_texts: list[str],
+) -> dict:
+    """metrics.json: the model's and the baseline's scores on the same test rows, side by side."""
     metrics = {
-        **classification_metrics(labels["test"], probs, "test"),
-        **classification_metrics(labels["test"], base_probs, "baseline"),
+        **classification_metrics(y_true, probs, "test"),
+        **classification_metrics(y_true, base_probs, "baseline"),
     }
+    everyone = range(len(classes))
     metrics.update(
         {
             "test_reviews": len(test_texts),
             "classes": [str(c) for c in classes],
-            "confusion_matrix": skm.confusion_matrix(
-                labels["test"], probs.argmax(1), labels=range(len(classes))
-            ).tolist(),
-            "baseline_confusion_matrix": skm.confusion_matrix(
-                labels["test"], base_probs.argmax(1), labels=range(len(classes))
-            ).tolist(),
-            "baseline": f"tfidf(1-{cfg.baseline_ngram_max} gram jieba words)+logreg(C={chosen['C']:g})",
+            "confusion_matrix": skm.confusion_matrix(y_true, probs.argmax(1), labels=everyone).tolist(),
+            "baseline_confusion_matrix": skm.confusion_matrix(y_true, base_probs.argmax(1), labels=everyone).tolist(),
+            "baseline": f"tfidf(1-{ngram_max} gram jieba words)+logreg(C={chosen['C']:g})",
             "baseline_C": chosen["C"],
             "baseline_val_macro_f1_by_C": {f"{c:g}": f for c, f in chosen["val_macro_f1_by_C"].items()},
             "beats_baseline": bool(
                 metrics["test_accuracy"] >= metrics["baseline_accuracy"]
                 and metrics["test_macro_f1"] >= metrics["baseline_macro_f1"]
             ),
-            "eval_set_hash": review_eval_set_hash(test_texts, labels["test"].tolist()),
+            "eval_set_hash": review_eval_set_hash(test_texts, y_true.tolist()),
         }
     )
+    return metrics
+
+
+REPORT_FILES = ("metrics.json", "mistakes.md", "confusion_matrix.png", "pr_curve.png", "learning_curves.png")
+
+
+def evaluate(params, tp, task: str) -> dict:
+    """The evaluate stage of this task: metrics.json, plots and mistakes.md, logged to the run."""
+    cfg = tp.evaluate
+    set_threads(tp.train.num_threads)
+    reviews = ReviewModel(Path(tp.train.output_dir) / "model.pt")
+    tokens, labels, test_texts = reviews_by_split(tp.split.output)
+    y_test, names = labels["test"], [str(c) for c in reviews.classes]
+    test_ids = encode_texts(tokens["test"], reviews.vocab, reviews.model.max_len)
+    probs = classify(reviews.model, test_ids, reviews.device)  # (N, C)
+    base_probs, chosen = baseline_probs(tp, tokens, labels, len(names))
+    metrics = comparison_metrics(y_test, probs, base_probs, reviews.classes, chosen, cfg.baseline_ngram_max, test_texts)
+
     out = Path(cfg.output_dir)
     write_json(metrics, cfg.metrics)
-    names = [str(c) for c in classes]
     plot_confusion(
         np.array(metrics["confusion_matrix"]), names, out / "confusion_matrix.png", "Confusion matrix (test)"
     )
-    plot_pr_curves(labels["test"], {"model": probs, "tf-idf": base_probs}, names, out / "pr_curve.png")
-    write_text(confident_mistakes(test_texts, labels["test"], probs, names, cfg.mistakes), out / "mistakes.md")
+    plot_pr_curves(y_test, {"model": probs, "tf-idf": base_probs}, names, out / "pr_curve.png")
+    write_text(confident_mistakes(test_texts, y_test, probs, names, cfg.mistakes), out / "mistakes.md")
     plot_history(tp.train.history, out / "learning_curves.png", ("train_loss", "val_loss"), "loss", "linear")
-    log_evaluation(
-        params,
-        task,
-        tp,
-        metrics,
-        out,
-        ("metrics.json", "mistakes.md", "confusion_matrix.png", "pr_curve.png", "learning_curves.png"),
-    )
+    log_evaluation(params, task, tp, metrics, out, REPORT_FILES)
     log.info(
         "test accuracy %.4f macro-F1 %.4f vs TF-IDF baseline accuracy %.4f macro-F1 %.4f (%d test reviews)",
         metrics["test_accuracy"],

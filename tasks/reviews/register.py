@@ -3,7 +3,7 @@ returns label and probability, gated on test macro-F1 (higher is better)."""
 
 import pandas as pd
 
-from tasks.common.registry import register_version
+from tasks.common.registry import ServedModel, register_version
 from tasks.serving.review_predictor import ReviewModel
 from tasks.serving.reviews_pyfunc import ReviewClassifier
 
@@ -13,17 +13,12 @@ EXAMPLES = ["房间很干净，服务也好", "送餐太慢了，菜都凉了"]
 def register(params, tp, metrics: dict, checkpoint: dict, extra_tags: dict[str, str], task: str) -> dict:
     """The register stage of this task."""
     labels, probs = ReviewModel(checkpoint["checkpoint"]).predict(EXAMPLES)
-    return register_version(
-        params,
-        tp,
+    served = ServedModel(
         ReviewClassifier(),
-        checkpoint,
-        metrics,
-        score_key="test_macro_f1",
-        lower_is_better=False,
         input_example=pd.DataFrame({"text": EXAMPLES}),
         output_example=pd.DataFrame({"label": labels, "probability": probs}),
         inference_params=None,
-        extra_tags=extra_tags,
-        task=task,
+        score_key="test_macro_f1",
+        lower_is_better=False,
     )
+    return register_version(params, tp, served, checkpoint, metrics, extra_tags, task)
