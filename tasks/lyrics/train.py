@@ -3,9 +3,10 @@ windows), validation loss per epoch, then the continuous cache fitted on validat
 
 import logging
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,7 +19,7 @@ from tasks.lyrics.neural_cache import fit_cache
 from tasks.text.vocab import tokens_by_split
 from tasks.training import distributed
 from tasks.training.device import autocast
-from tasks.training.loop import fit
+from tasks.training.loop import TaskPieces, fit
 from tasks.training.run import fingerprint_of, save_outputs, start_tracking
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,68 @@ def estimate_loss(model: nn.Module, data: torch.Tensor, bptt: int, device: torch
     return total / max(count, 1)
 
 
+def windows(data: torch.Tensor, bptt: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The training windows of a batchified (N, B) stream, in order (the hidden state carries from
+    one to the next): inputs (T, B) and next-token targets (T, B)."""
+    for i in range(0, data.size(0) - 1, bptt):
+        yield get_batch(data, i, bptt)
+
+
+def window_loss(net: nn.Module, batch, hidden, device: torch.device) -> tuple[torch.Tensor, Any, tuple[int]]:
+    """Mean NLL of one window, the state it leaves, and its target count."""
+    x, y = (t.to(device, non_blocking=True) for t in batch)  # (T, B)
+    hidden = detach_hidden(hidden)  # truncated BPTT: keep the state, drop its history
+    with autocast(device):
+        loss, hidden = net(x, hidden, y)  # mean NLL of (T, B)
+    return loss, hidden, (y.numel(),)
+
+
+def epoch_row(
+    epoch: int, totals: dict, seconds: float, lr: float, model: nn.Module, val_data: torch.Tensor, bptt: int, device
+) -> dict:
+    """Validate on every rank's columns and log the epoch: its history row."""
+    train_loss = totals["loss"] / totals["tokens"]
+    val_total, val_count = distributed.all_reduce_sum(*loss_totals(model, val_data, bptt, device))
+    val_loss = val_total / max(val_count, 1)
+    row = {
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "train_ppl": math.exp(train_loss),
+        "val_ppl": math.exp(val_loss),
+        "lr": lr,
+        "tokens_per_s": totals["tokens"] / seconds,
+        "seconds": seconds,
+    }
+    log.info(
+        "epoch %3d | train loss %.3f ppl %7.1f | val loss %.3f ppl %7.1f | lr %.2e | %6.0f tok/s",
+        epoch,
+        train_loss,
+        row["train_ppl"],
+        val_loss,
+        row["val_ppl"],
+        row["lr"],
+        row["tokens_per_s"],
+    )
+    return row
+
+
+def language_model_pieces(
+    model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, cfg, device: torch.device
+) -> TaskPieces:
+    """What `fit` needs to train the language model on batchified (N, B) train / val tensors
+    (distributed: this rank's columns; every rank has the same N, hence the same number of steps)."""
+    return TaskPieces(
+        batches=lambda epoch: windows(train_data, cfg.bptt),  # the same windows every epoch
+        batch_loss=partial(window_loss, device=device),
+        epoch_row=partial(epoch_row, model=model, val_data=val_data, bptt=cfg.bptt, device=device),
+        counts=("tokens",),
+        steps_per_epoch=math.ceil((train_data.size(0) - 1) / cfg.bptt),
+        # The adaptive output computes a tail cluster only for windows with a target in it: a
+        # parameter can go unused in a step, which DDP must be told about.
+        find_unused_parameters=getattr(model, "output", "") == "adaptive",
+    )
+
+
 def train_language_model(
     model: nn.Module,
     train_data: torch.Tensor,
@@ -59,54 +122,11 @@ def train_language_model(
 ) -> list[dict]:
     """Train in place; at the end `model` holds the best weights by validation loss.
 
-    train_data / val_data: batchified (N, B) id tensors (distributed: this rank's columns; every
-    rank has the same N, hence the same number of steps). `checkpoint`: file written after every
+    train_data / val_data: batchified (N, B) id tensors. `checkpoint`: file written after every
     epoch; when it exists with the same `fingerprint`, training resumes from it.
     """
-    model.to(device)
-    # The adaptive output computes a tail cluster only for windows with a target in it: a parameter
-    # can go unused in a step, which DDP must be told about.
-    net = distributed.wrap(model, device, find_unused_parameters=getattr(model, "output", "") == "adaptive")
-
-    def run_epoch(epoch: int, step: Callable, lr: Callable) -> dict:
-        model.train()
-        t0, total_loss, n_tokens, hidden = time.perf_counter(), 0.0, 0, None
-        for i in range(0, train_data.size(0) - 1, cfg.bptt):
-            x, y = (t.to(device, non_blocking=True) for t in get_batch(train_data, i, cfg.bptt))  # (T, B)
-            hidden = detach_hidden(hidden)  # truncated BPTT: keep the state, drop its history
-            with autocast(device):
-                loss, hidden = net(x, hidden, y)  # mean NLL of (T, B)
-            step(loss)
-            total_loss += loss.item() * y.numel()
-            n_tokens += y.numel()
-        seconds = time.perf_counter() - t0
-        total_loss, n_tokens = distributed.all_reduce_sum(total_loss, n_tokens)  # all ranks' tokens
-        train_loss = total_loss / n_tokens
-        val_total, val_count = distributed.all_reduce_sum(*loss_totals(model, val_data, cfg.bptt, device))
-        val_loss = val_total / max(val_count, 1)
-        row = {
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "train_ppl": math.exp(train_loss),
-            "val_ppl": math.exp(val_loss),
-            "lr": lr(),
-            "tokens_per_s": n_tokens / seconds,
-            "seconds": seconds,
-        }
-        log.info(
-            "epoch %3d | train loss %.3f ppl %7.1f | val loss %.3f ppl %7.1f | lr %.2e | %6.0f tok/s",
-            epoch,
-            train_loss,
-            row["train_ppl"],
-            val_loss,
-            row["val_ppl"],
-            row["lr"],
-            row["tokens_per_s"],
-        )
-        return row
-
-    steps_per_epoch = math.ceil((train_data.size(0) - 1) / cfg.bptt)
-    return fit(model, run_epoch, cfg, device, steps_per_epoch, on_epoch_end, checkpoint, fingerprint)
+    pieces = language_model_pieces(model, train_data, val_data, cfg, device)
+    return fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
 
 
 def output_args(model_cfg, vocab_size: int) -> dict:
@@ -125,8 +145,9 @@ def output_args(model_cfg, vocab_size: int) -> dict:
     return {"adaptive_cutoffs": cutoffs}
 
 
-def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str) -> dict:
-    """Train the language model on the split; save models/<task>/model.pt and the MLflow run id."""
+def load_streams(lp, vocab) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The split as this rank's batchified train and val columns (N, B / world), the whole
+    validation stream (N,) that the cache is fitted on, and the train token count of all ranks."""
     cfg = lp.train
     splits = tokens_by_split(lp.split.output)
     world = distributed.world_size()
@@ -144,11 +165,17 @@ def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | 
             f"{lp.split.output}: corpus too small for batch_size={cfg.batch_size} x bptt={cfg.bptt}; "
             f"add lyrics or lower lyrics.train.batch_size / bptt"
         )
-    n_train_tokens = train_data.numel()
-    train_data, val_data = distributed.shard_columns(train_data), distributed.shard_columns(val_data)
+    shard = distributed.shard_columns
+    return shard(train_data), shard(val_data), val_stream, train_data.numel()
+
+
+def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str) -> dict:
+    """Train the language model on the split; save models/<task>/model.pt and the MLflow run id."""
+    cfg = lp.train
+    train_data, val_data, val_stream, n_train_tokens = load_streams(lp, vocab)
     model_args = {"vocab_size": len(vocab), **lp.model.model_dump(), **output_args(lp.model, len(vocab))}
     model = RNNLanguageModel(**model_args)
-    if world > 1:
+    if distributed.world_size() > 1:
         torch.manual_seed(cfg.seed + distributed.rank())  # same initial weights, own dropout masks
     fingerprint = fingerprint_of(lp, vocab, lp.split.output)
     checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
@@ -161,7 +188,8 @@ def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | 
         extra_tags,
         {"vocab.size": len(vocab), "data.train_tokens": n_train_tokens, "device": str(device)},
     )
-    history = train_language_model(model, train_data, val_data, cfg, device, on_epoch_end, checkpoint, fingerprint)
+    pieces = language_model_pieces(model, train_data, val_data, cfg, device)
+    history = fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
     best = min(history, key=lambda r: r["val_loss"])
     result = {"run_id": run_id, "epochs": len(history), "best_val_ppl": best["val_ppl"]}
     if distributed.is_main():

@@ -4,8 +4,8 @@ embedding optionally started from PPMI-SVD vectors of the train split."""
 
 import logging
 import math
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from tasks.reviews.ppmi_embeddings import ppmi_svd_embeddings
 from tasks.serving.review_predictor import classify
 from tasks.text.vocab import SPECIALS
 from tasks.training import distributed
-from tasks.training.loop import fit
+from tasks.training.loop import TaskPieces, fit
 from tasks.training.run import fingerprint_of, save_outputs, start_tracking
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,73 @@ def validation_probs(model: nn.Module, seqs: list[list[int]], device: torch.devi
     return probs
 
 
+def epoch_batches(epoch: int, lengths: list[int], cfg) -> list[list[int]]:
+    """This rank's index batches for the epoch: the same seeded, length-bucketed batches on every
+    rank, each training on its own disjoint share of them."""
+    return distributed.shard_batches(bucket_batches(lengths, cfg.batch_size, cfg.bucket_size, seed=cfg.seed + epoch))
+
+
+def batch_loss(
+    net: nn.Module, idx: list[int], hidden, seqs: list[list[int]], y_all: torch.Tensor, weights, device: torch.device
+) -> tuple[torch.Tensor, None, tuple[int, int]]:
+    """(Weighted) mean cross-entropy of one batch of reviews, no state to carry, and the batch's
+    review and token counts."""
+    x, lens = pad_batch(seqs, idx)  # (B, T), (B,)
+    y = y_all[idx].to(device)  # (B,)
+    # fp32 even on CUDA: bf16 autocast of packed cuDNN RNNs is untested here, and this model is small
+    logits = net(x.to(device, non_blocking=True), lens)  # (B, C)
+    loss = nn.functional.cross_entropy(logits.float(), y, weight=weights)
+    return loss, None, (len(idx), int(lens.sum()))
+
+
+def epoch_row(
+    epoch: int, totals: dict, seconds: float, lr: float, model: nn.Module, val_seqs, val_y: np.ndarray, weights, device
+) -> dict:
+    """Validate on all of the val reviews and log the epoch: its history row."""
+    probs = validation_probs(model, val_seqs, device)  # (N, C)
+    val_loss = nn.functional.cross_entropy(
+        torch.log(torch.from_numpy(probs).clamp_min(1e-9)), torch.as_tensor(val_y, dtype=torch.long), weight=weights
+    ).item()
+    pred = probs.argmax(1)  # (N,)
+    row = {
+        "train_loss": totals["loss"] / totals["reviews"],
+        "val_loss": val_loss,
+        "val_accuracy": accuracy_score(val_y, pred),
+        "val_macro_f1": f1_score(val_y, pred, average="macro", zero_division=0),
+        "lr": lr,
+        "reviews_per_s": totals["reviews"] / seconds,
+        "tokens_per_s": totals["tokens"] / seconds,
+        "seconds": seconds,
+    }
+    log.info(
+        "epoch %3d | train loss %.3f | val loss %.3f acc %.3f macro-F1 %.3f | lr %.2e | %5.0f reviews/s",
+        epoch,
+        row["train_loss"],
+        val_loss,
+        row["val_accuracy"],
+        row["val_macro_f1"],
+        row["lr"],
+        row["reviews_per_s"],
+    )
+    return row
+
+
+def classifier_pieces(model: nn.Module, train_seqs, train_y, val_seqs, val_y, cfg, device, weights=None) -> TaskPieces:
+    """What `fit` needs to train the classifier on id sequences with integer labels; `weights`:
+    the class weights of the loss (None: plain cross-entropy)."""
+    y_all = torch.as_tensor(train_y, dtype=torch.long)  # (N,)
+    loss_weights = weights.to(device) if weights is not None else None  # validation weighs on the CPU
+    return TaskPieces(
+        batches=partial(epoch_batches, lengths=[len(s) for s in train_seqs], cfg=cfg),
+        batch_loss=partial(batch_loss, seqs=train_seqs, y_all=y_all, weights=loss_weights, device=device),
+        epoch_row=partial(epoch_row, model=model, val_seqs=val_seqs, val_y=val_y, weights=weights, device=device),
+        counts=("reviews", "tokens"),
+        steps_per_epoch=max(1, math.ceil(len(train_seqs) / cfg.batch_size) // distributed.world_size()),
+        monitor=cfg.monitor,
+        higher_is_better=cfg.monitor != "val_loss",
+    )
+
+
 def train_classifier(
     model: nn.Module,
     train_seqs: list[list[int]],
@@ -63,69 +130,8 @@ def train_classifier(
 ) -> list[dict]:
     """Train in place on id sequences with integer labels; `model` ends with the best weights by
     `cfg.monitor` (val_loss or val_macro_f1)."""
-    lengths = [len(s) for s in train_seqs]
-    y_all = torch.as_tensor(train_y, dtype=torch.long)
-    loss_weights = weights.to(device) if weights is not None else None
-    model.to(device)
-    net = distributed.wrap(model, device)
-
-    def run_epoch(epoch: int, step: Callable, lr: Callable) -> dict:
-        model.train()
-        t0, total_loss, n_seen, n_tokens = time.perf_counter(), 0.0, 0, 0
-        # The same seeded batches on every rank; each trains on its own disjoint share of them.
-        batches = bucket_batches(lengths, cfg.batch_size, cfg.bucket_size, seed=cfg.seed + epoch)
-        for idx in distributed.shard_batches(batches):
-            x, lens = pad_batch(train_seqs, idx)  # (B, T), (B,)
-            y = y_all[idx].to(device)  # (B,)
-            # fp32 even on CUDA: bf16 autocast of packed cuDNN RNNs is untested here, and this model is small
-            logits = net(x.to(device, non_blocking=True), lens)  # (B, C)
-            loss = nn.functional.cross_entropy(logits.float(), y, weight=loss_weights)
-            step(loss)
-            total_loss += loss.item() * len(idx)
-            n_seen += len(idx)
-            n_tokens += int(lens.sum())
-        seconds = time.perf_counter() - t0
-        total_loss, n_seen, n_tokens = distributed.all_reduce_sum(total_loss, n_seen, n_tokens)
-        probs = validation_probs(model, val_seqs, device)  # (N, C)
-        val_loss = nn.functional.cross_entropy(
-            torch.log(torch.from_numpy(probs).clamp_min(1e-9)), torch.as_tensor(val_y, dtype=torch.long), weight=weights
-        ).item()
-        pred = probs.argmax(1)
-        row = {
-            "train_loss": total_loss / n_seen,
-            "val_loss": val_loss,
-            "val_accuracy": accuracy_score(val_y, pred),
-            "val_macro_f1": f1_score(val_y, pred, average="macro", zero_division=0),
-            "lr": lr(),
-            "reviews_per_s": n_seen / seconds,
-            "tokens_per_s": n_tokens / seconds,
-            "seconds": seconds,
-        }
-        log.info(
-            "epoch %3d | train loss %.3f | val loss %.3f acc %.3f macro-F1 %.3f | lr %.2e | %5.0f reviews/s",
-            epoch,
-            row["train_loss"],
-            val_loss,
-            row["val_accuracy"],
-            row["val_macro_f1"],
-            row["lr"],
-            row["reviews_per_s"],
-        )
-        return row
-
-    steps_per_epoch = max(1, math.ceil(len(train_seqs) / cfg.batch_size) // distributed.world_size())
-    return fit(
-        model,
-        run_epoch,
-        cfg,
-        device,
-        steps_per_epoch,
-        on_epoch_end,
-        checkpoint,
-        fingerprint,
-        monitor=cfg.monitor,
-        higher_is_better=cfg.monitor != "val_loss",
-    )
+    pieces = classifier_pieces(model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights)
+    return fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
 
 
 def init_embedding(embedding: nn.Embedding, train_seqs: list[list[int]], cfg) -> None:
@@ -148,8 +154,9 @@ def classes_of(labels: list[int], names: list[str]) -> list[int | str]:
         return classes
 
 
-def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str) -> dict:
-    """Train the review classifier on the split; save models/<task>/model.pt and the MLflow run id."""
+def load_split(tp, vocab, task: str) -> tuple[list[list[int]], np.ndarray, list[list[int]], np.ndarray, list]:
+    """The train and val reviews as id sequences (capped at max_len) with their labels, and the
+    class names by class index."""
     cfg = tp.train
     table = pq.read_table(tp.split.output, columns=["tokens", "label", "label_name", "split"]).to_pydict()
     classes = classes_of(table["label"], table["label_name"])
@@ -167,6 +174,13 @@ def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | 
             f"{tp.split.output}: {len(train_seqs)} train reviews make fewer batches of {cfg.batch_size} "
             f"than the {distributed.world_size()} processes; lower {task}.train.batch_size or --nproc_per_node"
         )
+    return train_seqs, train_y, val_seqs, val_y, classes
+
+
+def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str) -> dict:
+    """Train the review classifier on the split; save models/<task>/model.pt and the MLflow run id."""
+    cfg = tp.train
+    train_seqs, train_y, val_seqs, val_y, classes = load_split(tp, vocab, task)
     weights = class_weights(train_y, len(classes), cfg.class_weights, cfg.imbalance_ratio)
     model_args = {"vocab_size": len(vocab), "num_classes": len(classes), **tp.model.model_dump()}
     model = RNNClassifier(**model_args)
@@ -193,9 +207,8 @@ def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | 
     )
     if weights is not None:
         log.info("classes are imbalanced: loss weights %s", dict(zip(classes, weights.tolist())))
-    history = train_classifier(
-        model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights, on_epoch_end, checkpoint, fingerprint
-    )
+    pieces = classifier_pieces(model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights)
+    history = fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
     if distributed.is_main():
         save_outputs(
             tp,
@@ -213,11 +226,13 @@ def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | 
             },
             history,
         )
-    best = (
-        max(history, key=lambda r: r["val_macro_f1"])
-        if cfg.monitor != "val_loss"
-        else min(history, key=lambda r: r["val_loss"])
-    )
+    return summary(history, cfg.monitor, run_id)
+
+
+def summary(history: list[dict], monitor: str, run_id: str | None) -> dict:
+    """The stage's result: the MLflow run id, the epochs trained, the best epoch's val scores."""
+    pick = min if monitor == "val_loss" else max
+    best = pick(history, key=lambda r: r[monitor])
     return {
         "run_id": run_id,
         "epochs": len(history),

@@ -1,12 +1,17 @@
-"""The training loop both tasks share (`fit`): optimizer, LR schedule, clipping, early stopping
-with the best weights restored, an epoch checkpoint that a killed run resumes from, and the
-`max_minutes` budget. Distributed under `torchrun`, rank 0 decides and writes (tasks/training/distributed.py)."""
+"""The training loop both tasks share (`fit`), read top to bottom: epochs, then batches with
+zero_grad / backward / clip / step inline, validation, early stopping with the best weights
+restored, an epoch checkpoint that a killed run resumes from, and the `max_minutes` budget.
+What differs between the tasks (their batches, the loss of one batch, validation and the epoch's
+history row) comes in as a `TaskPieces`. Distributed under `torchrun`, rank 0 decides and writes
+(tasks/training/distributed.py)."""
 
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,6 +20,29 @@ from tasks.common.atomic import atomic_path
 from tasks.training import distributed
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskPieces:
+    """The task-specific parts of one epoch; `fit` runs the loop around them.
+
+    batches(epoch): this rank's batches for the epoch, in training order.
+    batch_loss(net, batch, hidden) -> (mean loss, hidden, sizes): the forward pass of one batch
+        through `net` (DDP-wrapped when distributed). `hidden` is the recurrent state carried from
+        the previous batch of the epoch (None at its start; the classifier ignores it). `sizes` has
+        one int per name in `counts`, the first being what the mean loss is over.
+    epoch_row(epoch, totals, seconds, lr) -> dict: validate, log, and return the epoch's history
+        row (holding `monitor`); `totals` are all ranks' summed "loss" and `counts`.
+    """
+
+    batches: Callable[[int], Iterable[Any]]
+    batch_loss: Callable[[nn.Module, Any, Any], tuple[torch.Tensor, Any, tuple[int, ...]]]
+    epoch_row: Callable[[int, dict[str, float], float, float], dict]
+    counts: tuple[str, ...]
+    steps_per_epoch: int  # optimizer steps per epoch: the cosine schedule's unit
+    monitor: str = "val_loss"
+    higher_is_better: bool = False
+    find_unused_parameters: bool = False  # DDP: some parameter may get no gradient in a step
 
 
 def make_scheduler(optimizer, cfg, steps_per_epoch: int):
@@ -32,98 +60,125 @@ def make_scheduler(optimizer, cfg, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
 
+def advance_lr(scheduler, cfg, epoch_score: float | None = None) -> None:
+    """The one place the LR schedule moves. `fit` calls it after every optimizer step (no score)
+    and after every epoch with the monitored score, lower is better: warmup+cosine counts steps,
+    ReduceLROnPlateau watches the epoch scores."""
+    if cfg.scheduler == "cosine" and epoch_score is None:
+        scheduler.step()
+    elif cfg.scheduler == "plateau" and epoch_score is not None:
+        scheduler.step(epoch_score)
+
+
+@dataclass
+class Progress:
+    """Where training stands after `epoch` epochs: what the epoch checkpoint holds besides the
+    model, optimizer, scheduler and RNG states."""
+
+    best_val: float  # the best monitored score so far (-inf or inf before the first epoch)
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_state: dict | None = None  # a copy of the weights that scored best_val
+    bad_epochs: int = 0  # epochs since best_val last improved
+
+    def record(self, row: dict, score: float, higher_is_better: bool, model: nn.Module) -> None:
+        """Add the epoch's row; copy the weights when `score` is the best so far."""
+        self.epoch = row["epoch"]
+        self.history.append(row)
+        if (score > self.best_val) if higher_is_better else (score < self.best_val):
+            self.best_val, self.bad_epochs = score, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+
+
 def fit(
     model: nn.Module,
-    run_epoch: Callable,
+    task: TaskPieces,
     cfg,
     device: torch.device,
-    steps_per_epoch: int,
     on_epoch_end: Callable[[dict], None] | None = None,
     checkpoint: Path | None = None,
     fingerprint: str = "",
-    monitor: str = "val_loss",
-    higher_is_better: bool = False,
 ) -> list[dict]:
-    """The loop both tasks share: optimizer, LR schedule, clipping, early stopping on `monitor`
-    (best weights restored), an epoch checkpoint to resume from, and the `max_minutes` budget.
-
-    `run_epoch(epoch, step, lr)` trains one epoch, calling `step(loss)` once per batch, then
-    validates; it returns the epoch's history row (holding `monitor`). `lr()` is the current rate.
-    `checkpoint`: written after every epoch (by rank 0); when it exists with the same `fingerprint`,
-    training resumes from it. Distributed, every rank takes rank 0's epoch row and time-budget verdict,
-    so all make the same scheduler, best-weights and stopping decisions.
-    """
+    """Train `model` in place and return the history rows; it ends with the best weights by
+    `task.monitor`. `checkpoint`: written after every epoch (by rank 0) and resumed from when it has
+    the same `fingerprint`. Distributed, every rank takes rank 0's epoch row and time verdict, so
+    all make the same schedule, best-weights and stopping decisions."""
     model.to(device)
+    net = distributed.wrap(model, device, find_unused_parameters=task.find_unused_parameters)  # shares model's weights
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
-    history: list[dict] = []
-    worst = -math.inf if higher_is_better else math.inf
-    best_val, best_state, bad_epochs, start_epoch = worst, None, 0, 1
-
-    if checkpoint and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state["fingerprint"] == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"].cpu())  # map_location may have moved it to CUDA
-            history, best_val, best_state = state["history"], state["best_val"], state["best_state"]
-            bad_epochs, start_epoch = state["bad_epochs"], state["epoch"] + 1
-            log.info("resuming from %s after epoch %d", checkpoint, state["epoch"])
-        else:
-            log.info("ignoring %s: it was written for other params or data", checkpoint)
-
-    def step(loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)  # RNNs explode without it
-        optimizer.step()
-        if cfg.scheduler == "cosine":
-            scheduler.step()
-
-    def lr() -> float:
-        return optimizer.param_groups[0]["lr"]
-
+    scheduler = make_scheduler(optimizer, cfg, task.steps_per_epoch)
+    progress = resume(checkpoint, fingerprint, model, optimizer, scheduler, device)
+    progress = progress or Progress(best_val=-math.inf if task.higher_is_better else math.inf)
     started = time.monotonic()
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if bad_epochs >= cfg.early_stopping_patience:
+    for epoch in range(progress.epoch + 1, cfg.epochs + 1):
+        if progress.bad_epochs >= cfg.early_stopping_patience:
             break
-        row = {"epoch": epoch, **run_epoch(epoch, step, lr)}
+        model.train()
+        t0, hidden, totals = time.perf_counter(), None, {"loss": 0.0, **dict.fromkeys(task.counts, 0)}
+        for batch in task.batches(epoch):
+            loss, hidden, sizes = task.batch_loss(net, batch, hidden)  # loss: mean over sizes[0] items
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)  # RNNs explode without it
+            optimizer.step()
+            advance_lr(scheduler, cfg)
+            totals["loss"] += loss.item() * sizes[0]  # back to a sum, so batches of any size weigh right
+            for name, n in zip(task.counts, sizes):
+                totals[name] += n
+        seconds = time.perf_counter() - t0
+        totals = dict(zip(totals, distributed.all_reduce_sum(*totals.values())))  # every rank's batches
+        row = {"epoch": epoch, **task.epoch_row(epoch, totals, seconds, optimizer.param_groups[0]["lr"])}
         row, out_of_time = distributed.from_main((row, (time.monotonic() - started) / 60 > cfg.max_minutes))
-        history.append(row)
-        score = row[monitor]
-        if cfg.scheduler == "plateau":
-            scheduler.step(-score if higher_is_better else score)
-        if (score > best_val) if higher_is_better else (score < best_val):
-            best_val, bad_epochs = score, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
+        score = row[task.monitor]
+        advance_lr(scheduler, cfg, -score if task.higher_is_better else score)  # plateau minimises
+        progress.record(row, score, task.higher_is_better, model)
         if on_epoch_end:
             on_epoch_end(row)
         if checkpoint and distributed.is_main():
-            with atomic_path(checkpoint) as tmp:
-                torch.save(
-                    {
-                        "fingerprint": fingerprint,
-                        "epoch": epoch,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": torch.get_rng_state(),
-                        "history": history,
-                        "best_val": best_val,
-                        "best_state": best_state,
-                        "bad_epochs": bad_epochs,
-                    },
-                    tmp,
-                )
+            save_checkpoint(checkpoint, fingerprint, model, optimizer, scheduler, progress)
         if out_of_time:
             log.info("stopping: train.max_minutes=%s reached", cfg.max_minutes)
             break
-    if bad_epochs >= cfg.early_stopping_patience:
-        log.info("early stopping: no %s improvement for %d epochs", monitor, bad_epochs)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
+    if progress.bad_epochs >= cfg.early_stopping_patience:
+        log.info("early stopping: no %s improvement for %d epochs", task.monitor, progress.bad_epochs)
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
+    return progress.history
+
+
+def resume(checkpoint: Path | None, fingerprint: str, model, optimizer, scheduler, device) -> Progress | None:
+    """The epoch checkpoint's progress when it exists and was written with this `fingerprint`, with
+    model, optimizer, scheduler and torch RNG restored in place (so the next epoch draws the dropout
+    masks an uninterrupted run would); else None."""
+    if not (checkpoint and checkpoint.exists()):
+        return None
+    state = torch.load(checkpoint, map_location=device, weights_only=True)
+    if state["fingerprint"] != fingerprint:
+        log.info("ignoring %s: it was written for other params or data", checkpoint)
+        return None
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"].cpu())  # map_location may have moved it to CUDA
+    log.info("resuming from %s after epoch %d", checkpoint, state["epoch"])
+    return Progress(**{f.name: state[f.name] for f in fields(Progress)})
+
+
+def save_checkpoint(checkpoint: Path, fingerprint: str, model, optimizer, scheduler, progress: Progress) -> None:
+    """Write the epoch checkpoint atomically (a kill mid-write leaves the previous one): all that the
+    loop needs to go on, as plain tensors and containers, so it loads with `weights_only=True`."""
+    with atomic_path(checkpoint) as tmp:
+        torch.save(
+            {
+                "fingerprint": fingerprint,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(),
+                **vars(progress),  # epoch, history, best_val, best_state, bad_epochs
+            },
+            tmp,
+        )
