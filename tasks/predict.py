@@ -4,11 +4,14 @@
     python -m tasks.predict - < reviews.txt                 # one review per line from stdin
     python -m tasks.predict --file reviews.txt --format jsonl --batch-size 512
 
---model takes any MLflow model URI (default models:/review-sentiment@champion, runs:/id/model) or a
-local model.pt. Input lines are read and classified in batches, so files of any size stream
-through; output keeps the input order, one line per input line. Raw text goes through the same
-cleaning and jieba segmentation as training; texts longer than the model's max length are truncated,
-and empty or non-Chinese texts still get an answer.
+--model takes any MLflow model URI (models:/name@alias, runs:/id/model) or a local model.pt; by
+default the registered champion, models:/<reviews.register.model_name>@<reviews.register.alias> of
+params.yaml (--params), from the store its tracking.uri names (MLFLOW_TRACKING_URI wins).
+
+Input lines are read and classified in batches, so files of any size stream through; output keeps
+the input order, one line per input line. Raw text goes through the same cleaning and jieba
+segmentation as training; texts longer than the model's max length are truncated, and empty or
+non-Chinese texts still get an answer.
 """
 
 import argparse
@@ -20,9 +23,8 @@ from pathlib import Path
 
 from tasks.common.cli import run_cli
 from tasks.common.errors import PipelineError
+from tasks.serving.model_uri import champion_uri, load_pyfunc
 from tasks.serving.review_predictor import ReviewModel
-
-DEFAULT_MODEL = "models:/review-sentiment@champion"
 
 
 def read_lines(source: str) -> Iterator[str]:
@@ -55,16 +57,14 @@ def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def load_predictor(uri: str):
+def load_predictor(uri: str, params_file: str | Path = "params.yaml"):
     """A callable texts → (labels, probabilities): a local model.pt directly, else an MLflow pyfunc."""
     if Path(uri).is_file():
         return ReviewModel(uri).predict
-    # MLflow and pandas only when a URI needs them: MLflow takes seconds to import.
+    # pandas (and, inside load_pyfunc, MLflow) only when a URI needs them: MLflow takes seconds to import.
     import pandas as pd  # noqa: PLC0415
 
-    from tasks.serving.model_uri import load_pyfunc  # noqa: PLC0415
-
-    pyfunc = load_pyfunc(uri, make_hint="make reviews")
+    pyfunc = load_pyfunc(uri, make_hint="make reviews", params_file=params_file)
 
     def predict(texts: list[str]):
         out = pyfunc.predict(pd.DataFrame({"text": texts}))
@@ -85,8 +85,11 @@ def main() -> None:
     parser.add_argument("texts", nargs="*", help="review texts; `-` reads one review per line from stdin")
     parser.add_argument("--file", "-f", help="read one review per line from this file (`-`: stdin)")
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"MLflow model URI or a model.pt path (default {DEFAULT_MODEL})"
+        "--model",
+        help="MLflow model URI or a model.pt path (default: the reviews champion of --params, "
+        "models:/<reviews.register.model_name>@<reviews.register.alias>)",
     )
+    parser.add_argument("--params", default="params.yaml", help="params file for the defaults (default: params.yaml)")
     parser.add_argument(
         "--format",
         choices=("text", "jsonl"),
@@ -105,7 +108,7 @@ def main() -> None:
         texts = args.texts
     else:
         raise PipelineError('no input: pass texts (python -m tasks.predict "服务很好"), - for stdin, or --file PATH')
-    predict = load_predictor(args.model)
+    predict = load_predictor(args.model or champion_uri("reviews", args.params), args.params)
     for batch in batched(texts, args.batch_size):
         labels, probs = predict(batch)
         print("\n".join(format_result(t, lab, p, args.format) for t, lab, p in zip(batch, labels, probs)), flush=True)

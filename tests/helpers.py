@@ -19,8 +19,9 @@ import torch
 import yaml
 
 from tasks import clean, evaluate, ingest, register, split, tokenize, train, vocab
-from tasks.common.params import Train, load_params
+from tasks.common.params import load_params, section_from_yaml
 from tasks.lyrics.batching import batchify
+from tasks.lyrics.params import Train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -328,7 +329,7 @@ def train_cfg(tmp_path, **kw) -> Train:
         seed=13,
     )
     values.update(kw)
-    return Train(**values)
+    return section_from_yaml(Train, "lyrics.train", **values)
 
 
 V = 12

@@ -1,15 +1,46 @@
-"""Loading a registered model by URI (models:/name@alias, runs:/id/model) for the user CLIs."""
+"""Loading a registered model by URI (models:/name@alias, runs:/id/model) for the user CLIs, and
+the defaults they take from params.yaml: the store (`tracking.uri`) and each task's registered
+champion (`<task>.register.model_name` / `alias`)."""
 
 import os
-
-import mlflow
+from pathlib import Path
 
 from tasks.common.errors import PipelineError
+from tasks.common.params import load_params, task_section
 
 
-def load_pyfunc(uri: str, make_hint: str = "make run"):
-    """Load a model URI against MLFLOW_TRACKING_URI (default: the project's SQLite store)."""
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+def champion_uri(task: str, params_file: str | Path = "params.yaml") -> str:
+    """`models:/<model_name>@<alias>` of the task's `register` section: the CLIs' default --model."""
+    if not Path(params_file).is_file():
+        raise PipelineError(
+            f"{params_file}: not found (its {task}.register names the default model); "
+            "run from the project root, pass --params PATH, or pass --model URI|PATH"
+        )
+    registry = task_section(load_params(params_file), task).registry
+    return f"models:/{registry.model_name}@{registry.alias}"
+
+
+def tracking_uri(params_file: str | Path = "params.yaml") -> str:
+    """MLFLOW_TRACKING_URI when set, else params' `tracking.uri`, as the stages resolve it.
+
+    Without either, a one-line error rather than a fallback store: a store that is not the one the
+    pipeline registered to cannot hold its models, and MLflow would create it (an empty mlflow.db
+    in whatever directory the command ran in) only to answer "model not found"."""
+    if uri := os.environ.get("MLFLOW_TRACKING_URI"):
+        return uri
+    if not Path(params_file).is_file():
+        raise PipelineError(
+            f"MLFLOW_TRACKING_URI is not set and there is no {params_file} to read tracking.uri from; "
+            "run from the project root, pass --params PATH, or set MLFLOW_TRACKING_URI"
+        )
+    return load_params(params_file).tracking.uri
+
+
+def load_pyfunc(uri: str, make_hint: str = "make run", params_file: str | Path = "params.yaml"):
+    """Load a model URI from the store `tracking_uri(params_file)` names."""
+    import mlflow  # noqa: PLC0415 (seconds to import: only when a URI is loaded, not for the defaults above)
+
+    mlflow.set_tracking_uri(tracking_uri(params_file))
     try:
         return mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as exc:

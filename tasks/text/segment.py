@@ -11,7 +11,7 @@ import jieba
 import pyarrow as pa
 
 from tasks.common.errors import PipelineError
-from tasks.common.params import Tokenize
+from tasks.common.sections import Tokenize
 
 jieba.setLogLevel(logging.WARNING)  # its "Building prefix dict" chatter is not our progress
 # Character level keeps Latin words and numbers whole: "baby" is one token, not four.

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from tasks.common.atomic import atomic_path
 from tasks.common.errors import PipelineError
 from tasks.common.parallel import ordered_map, start_method, usable_cores
-from tasks.common.params import Tokenize
+from tasks.common.sections import Tokenize
 from tasks.text.segment import output_schema, rjieba_tokenizer, segmenter, tokenize_batch, user_dict_lines
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,11 @@ import torch
 from pydantic import ValidationError
 
 from tasks.common.errors import PipelineError
-from tasks.common.params import Model
+from tasks.common.params import section_from_yaml
 from tasks.lyrics.batching import batchify
 from tasks.lyrics.model import RNNLanguageModel
 from tasks.lyrics.neural_cache import perplexities
+from tasks.lyrics.params import Model
 from tasks.lyrics.train import estimate_loss, output_args, train_language_model
 from tests.helpers import TRAIN_PATTERN, pattern_stream, tiny_lyrics_run, train_cfg
 
@@ -67,23 +68,23 @@ def test_training_loss_falls(tmp_path):
 
 def test_params_reject_tied_adaptive_and_bad_cutoffs():
     with pytest.raises(ValidationError, match="tie_weights: false"):
-        Model(output="adaptive", tie_weights=True)
+        section_from_yaml(Model, "lyrics.model", output="adaptive", tie_weights=True)
     with pytest.raises(ValidationError, match="strictly increasing"):
-        Model(output="adaptive", tie_weights=False, adaptive_cutoffs=[100, 100])
+        section_from_yaml(Model, "lyrics.model", output="adaptive", tie_weights=False, adaptive_cutoffs=[100, 100])
     with pytest.raises(ValidationError, match="strictly increasing"):
-        Model(output="adaptive", tie_weights=False, adaptive_cutoffs=[0, 10])
-    Model(output="adaptive", tie_weights=False, adaptive_cutoffs=[100, 1000])
+        section_from_yaml(Model, "lyrics.model", output="adaptive", tie_weights=False, adaptive_cutoffs=[0, 10])
+    section_from_yaml(Model, "lyrics.model", output="adaptive", tie_weights=False, adaptive_cutoffs=[100, 1000])
     with pytest.raises(ValueError, match="adaptive"):
         RNNLanguageModel(V, 16, 16, 1, tie_weights=True, output="adaptive", adaptive_cutoffs=[6])
 
 
 def test_cutoffs_beyond_the_vocabulary_are_dropped_or_rejected():
-    cfg = Model(output="adaptive", tie_weights=False, adaptive_cutoffs=[2000, 10000])
+    cfg = section_from_yaml(Model, "lyrics.model", output="adaptive", tie_weights=False, adaptive_cutoffs=[2000, 10000])
     assert output_args(cfg, 5700) == {"adaptive_cutoffs": [2000]}
     assert output_args(cfg, 20000) == {"adaptive_cutoffs": [2000, 10000]}
     with pytest.raises(PipelineError, match="adaptive_cutoffs"):
         output_args(cfg, 1500)
-    assert output_args(Model(), 5700) == {}
+    assert output_args(section_from_yaml(Model, "lyrics.model"), 5700) == {}
 
 
 def test_trained_adaptive_checkpoint_evaluates_generates_and_serves(tmp_path):

@@ -7,10 +7,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from tasks.common.params import Model
+from tasks.common.params import section_from_yaml
 from tasks.lyrics.batching import batchify, get_batch, lm_stream
 from tasks.lyrics.kneser_ney import KneserNeyLM
 from tasks.lyrics.model import RNNLanguageModel, detach_hidden
+from tasks.lyrics.params import Model
 from tasks.lyrics.train import estimate_loss, train_language_model
 from tasks.text.vocab import EOS, Vocab
 from tests.helpers import TRAIN_PATTERN, V, pattern_stream, train_cfg
@@ -57,8 +58,8 @@ def test_tie_weights_with_mismatched_sizes_raises():
     with pytest.raises(ValueError, match="tie_weights"):
         RNNLanguageModel(11, 8, 16, 1, tie_weights=True)
     with pytest.raises(ValidationError, match="tie_weights"):
-        Model(embedding_size=8, hidden_size=16, tie_weights=True)
-    Model(embedding_size=8, hidden_size=16, tie_weights=False)  # fine untied
+        section_from_yaml(Model, "lyrics.model", embedding_size=8, hidden_size=16, tie_weights=True)
+    section_from_yaml(Model, "lyrics.model", embedding_size=8, hidden_size=16, tie_weights=False)  # fine untied
 
 
 # --- batching -----------------------------------------------------------------------------------

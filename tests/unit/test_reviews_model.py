@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.common.params import TrainClassifier
+from tasks.common.params import section_from_yaml
 from tasks.reviews.batching import bucket_batches, encode_texts, pad_batch
 from tasks.reviews.model import RNNClassifier
+from tasks.reviews.params import TrainClassifier
 from tasks.reviews.train import class_weights, train_classifier
 from tasks.serving.review_predictor import classify
 from tasks.text.vocab import Vocab, build_vocab
@@ -81,7 +82,9 @@ def test_short_training_run_loss_falls():
     y = np.array([label for _, label in rows])
     vocab, _ = build_vocab(tokens[:200], 1, 1000)
     seqs = encode_texts(tokens, vocab, 20)
-    cfg = TrainClassifier(
+    cfg = section_from_yaml(
+        TrainClassifier,
+        "reviews.train",
         output_dir="-",
         history="-",
         checkpoint_dir="-",

@@ -3,13 +3,16 @@
 import pyarrow as pa
 import pytest
 
-from tasks.common.params import CleanReviews
+from tasks.common.params import section_from_yaml
 from tasks.reviews.clean import clean_reviews
+from tasks.reviews.params import CleanReviews
 from tasks.text import review_rules as rr
 
 
 def cfg(**kw) -> CleanReviews:
-    return CleanReviews(input="in.parquet", output="out.parquet", report="r.json", **kw)
+    return section_from_yaml(
+        CleanReviews, "reviews.clean", input="in.parquet", output="out.parquet", report="r.json", **kw
+    )
 
 
 def clean(text: str, **kw) -> str:

@@ -5,10 +5,13 @@ import pyarrow as pa
 import pytest
 
 from tasks.common.errors import PipelineError
-from tasks.common.params import SplitReviews
+from tasks.common.params import section_from_yaml
+from tasks.reviews.params import SplitReviews
 from tasks.reviews.split import assert_no_leakage, split_reviews
 
-CFG = SplitReviews(input="-", output="-", val_fraction=0.1, test_fraction=0.2, seed=13)
+CFG = section_from_yaml(
+    SplitReviews, "reviews.split", input="-", output="-", val_fraction=0.1, test_fraction=0.2, seed=13
+)
 
 
 def table(texts, labels):

@@ -3,8 +3,9 @@
 import pytest
 
 from tasks.common.errors import PipelineError
-from tasks.common.params import CleanLyrics
+from tasks.common.params import section_from_yaml
 from tasks.lyrics.clean import clean_corpus, clean_lines
+from tasks.lyrics.params import CleanLyrics
 from tasks.text import lyric_rules as tr
 
 
@@ -21,7 +22,7 @@ def clean_cfg(**overrides) -> CleanLyrics:
         min_chars=2,
         drop_repeated="all",
     )
-    return CleanLyrics(**{**values, **overrides})
+    return section_from_yaml(CleanLyrics, "lyrics.clean", **{**values, **overrides})
 
 
 def cleaned(lines: list[str], **overrides) -> list[str]:

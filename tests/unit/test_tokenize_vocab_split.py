@@ -8,7 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.common.errors import PipelineError
-from tasks.common.params import Split, Tokenize
+from tasks.common.params import section_from_yaml
+from tasks.common.sections import Tokenize
+from tasks.lyrics.params import Split
 from tasks.lyrics.split import group_ids, split_by_group, split_groups
 from tasks.text.segment import segment, tokenize_table
 from tasks.text.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab, build_vocab, load_vocab, oov_rate
@@ -49,7 +51,11 @@ def test_missing_user_dict_is_a_pipeline_error(tmp_path):
 
 
 def tok_cfg(**kw) -> Tokenize:
-    return Tokenize(**{"input": "in.parquet", "output": "out.parquet", "hmm": True, "user_dict": None, **kw})
+    return section_from_yaml(
+        Tokenize,
+        "lyrics.tokenize",
+        **{"input": "in.parquet", "output": "out.parquet", "hmm": True, "user_dict": None, **kw},
+    )
 
 
 @pytest.mark.parametrize("level", ["word", "char"])
@@ -80,7 +86,7 @@ def split_cfg(**kw) -> Split:
     values = dict(
         input="in.parquet", output="out.parquet", block_lines=40, val_fraction=0.1, test_fraction=0.1, seed=13
     )
-    return Split(**{**values, **kw})
+    return section_from_yaml(Split, "lyrics.split", **{**values, **kw})
 
 
 def songs_table(n_songs: int, lines_per_song: int) -> pa.Table:

@@ -1,0 +1,98 @@
+"""The params section models every task builds on: shared ranges, the base that rejects unknown
+keys, and the sections of shared stages (tokenize, vocab, the training loop, register) and of the
+project (tracking, orchestration). Types and ranges only: every value comes from params.yaml."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Ranges several sections share.
+Count = Annotated[int, Field(ge=1)]
+Count0 = Annotated[int, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0, lt=0.5)]
+
+
+class Section(BaseModel):
+    # Unknown keys are typos more often than not: reject them with the key named.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stage(Section):
+    input: str
+    output: str
+
+
+class Tracking(Section):
+    uri: str
+    experiment: str
+
+
+class Orchestration(Section):
+    task_runner: Literal["local", "dask"]
+    dask_address: str | None
+    shard_rows: Count
+
+
+class Clean(Section):  # the rules both cleaners have
+    output: str
+    report: str
+    to_halfwidth: bool
+    to_simplified: bool
+    min_chars: Count
+
+
+class Tokenize(Stage):
+    level: Literal["word", "char"]
+    backend: Literal["jieba", "rjieba"]
+    hmm: bool
+    user_dict: str | None
+    workers: Count0
+    batch_rows: Count
+
+
+class SplitFraction(Stage):
+    val_fraction: Fraction
+    test_fraction: Fraction
+    seed: int
+
+
+class Vocab(Stage):
+    min_freq: Count
+    max_size: Annotated[int, Field(ge=10)]
+
+
+class RNN(Section):
+    cell: Literal["rnn", "gru", "lstm"]
+    hidden_size: Count
+    num_layers: Count
+    dropout: Annotated[float, Field(ge=0, lt=1)]
+
+
+class TrainLoop(Section):
+    """Settings of the training loop both tasks share (tasks/training/loop.py `fit`)."""
+
+    output_dir: str
+    history: str
+    checkpoint_dir: str
+    device: Literal["auto", "cpu", "cuda"]
+    seed: int
+    batch_size: Count
+    epochs: Count
+    optimizer: Literal["adam", "adamw"]
+    lr: Positive
+    weight_decay: Annotated[float, Field(ge=0)]
+    clip: Positive
+    scheduler: Literal["plateau", "cosine"]
+    plateau_factor: Annotated[float, Field(gt=0, lt=1)]
+    plateau_patience: Count0
+    warmup_epochs: Count0
+    early_stopping_patience: Count
+    max_minutes: Positive
+    num_threads: Count0
+
+
+class Register(Section):
+    model_name: str
+    output: str
+    alias: str
