@@ -110,67 +110,51 @@ def time_to_quality(
     return None, best, kn_val
 
 
-def measure(params, splits: dict, vocab, seconds: float = 20, budget_minutes: float = 3) -> list[Measure]:
-    lp = params.lyrics
-    train_stream, val_stream = lm_stream(splits["train"], vocab), lm_stream(splits["val"], vocab)  # (N,)
-    V = len(vocab)
+CMD = "python -m benchmarks.bench --only training"
+
+
+def speed_measures(lp, train_stream: torch.Tensor, V: int, seconds: float) -> list[Measure]:
+    """Training tokens/s against the PyTorch tutorial's loop, and achieved FLOP/s against a matmul."""
     ref = tutorial_tokens_per_s(train_stream, V, seconds)
     same_size, _ = project_tokens_per_s({"vocab_size": V, **TUTORIAL}, lp.train, train_stream, seconds)
     default_args = {"vocab_size": V, **lp.model.model_dump()}
     default_tps, _ = project_tokens_per_s(default_args, lp.train, train_stream, seconds)
-    peak = flops.matmul_flops_per_s()
-    per_token = flops.training_flops(flops.lm_forward_flops(default_args))
+    peak, per_token = flops.matmul_flops_per_s(), flops.training_flops(flops.lm_forward_flops(default_args))
     achieved = default_tps * per_token
+    shape = f"{lp.model.cell} {lp.model.num_layers}x{lp.model.hidden_size}, batch {lp.train.batch_size}"
+    windows = f"batch {lp.train.batch_size}, bptt {lp.train.bptt}"
+    tutorial = "tutorial loop (nn.RNN(128), batch 1, windows of 32)"
+    flops_note = f"analytic training FLOPs ({per_token / 1e6:.2f} MFLOP/token) x measured tokens/s"
+    return [
+        Measure("train_tokens_per_s_tutorial_size", same_size, "tokens/s", tutorial, ref, CMD,
+                note=f"project loop with the tutorial's model size (rnn 1x128, untied), {windows}"),
+        Measure("train_tokens_per_s_default", default_tps, "tokens/s", "tutorial loop", ref, CMD,
+                note=f"default model: {shape}, bptt {lp.train.bptt}, vocab {V}"),
+        Measure("train_flops_fraction_of_matmul", achieved / 1e9, "GFLOP/s", "float32 matmul (torch.mm 1024x1024)",
+                peak / 1e9, CMD, target="≥ 0.5 of matmul", met=achieved / peak >= 0.5,
+                note=f"{flops_note}, {torch.get_num_threads()} threads"),
+    ]  # fmt: skip
+
+
+def measure(params, splits: dict, vocab, seconds: float = 20, budget_minutes: float = 3) -> list[Measure]:
+    lp = params.lyrics
+    train_stream, val_stream = lm_stream(splits["train"], vocab), lm_stream(splits["val"], vocab)  # (N,)
+    V = len(vocab)
+    default_args = {"vocab_size": V, **lp.model.model_dump()}
     ttq, best, kn_val = time_to_quality(
         default_args, lp.train, train_stream, val_stream, V, lp.evaluate.ngram_order, budget_minutes
     )
-    cmd = "python -m benchmarks.bench --only training"
-    shape = (
-        f"{lp.model.cell} {lp.model.num_layers}x{lp.model.hidden_size}, batch {lp.train.batch_size}, "
-        f"bptt {lp.train.bptt}, vocab {V}"
+    reached = "" if ttq is not None else "; not reached within the budget"
+    kn = f"Kneser-Ney (order {lp.evaluate.ngram_order}) val ppl {kn_val:.1f}"
+    quality = Measure(
+        "time_to_half_kneser_ney_val_ppl",
+        ttq,
+        "s",
+        f"{budget_minutes:g}-minute budget",
+        budget_minutes * 60,
+        CMD,
+        target=f"val ppl < 0.5 x Kneser-Ney within {budget_minutes:g} min",
+        met=ttq is not None,
+        note=f"{kn}; best LSTM val ppl {best:.1f} (ratio {best / kn_val:.2f}){reached}",
     )
-    return [
-        Measure(
-            "train_tokens_per_s_tutorial_size",
-            same_size,
-            "tokens/s",
-            "tutorial loop (nn.RNN(128), batch 1, windows of 32)",
-            ref,
-            cmd,
-            note="project loop with the tutorial's model size (rnn 1x128, untied), "
-            f"batch {lp.train.batch_size}, bptt {lp.train.bptt}",
-        ),
-        Measure(
-            "train_tokens_per_s_default",
-            default_tps,
-            "tokens/s",
-            "tutorial loop",
-            ref,
-            cmd,
-            note=f"default model: {shape}",
-        ),
-        Measure(
-            "train_flops_fraction_of_matmul",
-            achieved / 1e9,
-            "GFLOP/s",
-            "float32 matmul (torch.mm 1024x1024)",
-            peak / 1e9,
-            cmd,
-            target="≥ 0.5 of matmul",
-            met=achieved / peak >= 0.5,
-            note=f"analytic training FLOPs ({per_token / 1e6:.2f} MFLOP/token) x measured tokens/s, "
-            f"{torch.get_num_threads()} threads",
-        ),
-        Measure(
-            "time_to_half_kneser_ney_val_ppl",
-            ttq,
-            "s",
-            f"{budget_minutes:g}-minute budget",
-            budget_minutes * 60,
-            cmd,
-            target=f"val ppl < 0.5 x Kneser-Ney within {budget_minutes:g} min",
-            met=ttq is not None,
-            note=f"Kneser-Ney (order {lp.evaluate.ngram_order}) val ppl {kn_val:.1f}; best LSTM val ppl {best:.1f} "
-            f"(ratio {best / kn_val:.2f})" + ("" if ttq is not None else "; not reached within the budget"),
-        ),
-    ]
+    return [*speed_measures(lp, train_stream, V, seconds), quality]
