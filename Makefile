@@ -18,9 +18,9 @@ PY      := $(VENV)/bin/python
 
 # Stage commands in dvc.yaml say `python`/`dvc`: make them the venv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# Embedded defaults: SQLite MLflow store at the project root, Prefect's ephemeral API (slow to
-# start on small machines, hence the timeout), no telemetry.
-export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+# Embedded defaults: the MLflow store is params.yaml's tracking.uri (an SQLite file at the project
+# root; MLFLOW_TRACKING_URI wins when set), Prefect's ephemeral API (slow to start on small
+# machines, hence the timeout), no telemetry.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
@@ -115,5 +115,7 @@ worker: setup
 bench: setup
 	$(PY) -m benchmarks.bench $(if $(LYRICS),--lyrics $(LYRICS))
 
+# The store the pipeline writes to: MLFLOW_TRACKING_URI, else params.yaml's tracking.uri.
 ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+	$(VENV)/bin/mlflow ui --backend-store-uri "$$($(PY) -c 'from tasks.serving.model_uri import tracking_uri; print(tracking_uri())')" \
+	  --host 127.0.0.1 --port 5000
