@@ -5,7 +5,9 @@ dvc.yaml is the one list of each stage's deps, params keys and outs; this module
 the stage module's own code and every `tasks.*` module it imports. Orchestrators use it to skip a
 stage whose inputs, params and code are unchanged and whose outputs are still the ones it wrote.
 
-A file's hash is cached by (path, size, mtime), as DVC does, so a rerun hashes only what changed.
+Files are hashed whenever asked for, with no cache: a flow run hashes each artifact two or three
+times (as one stage's output, the next one's input), about 3 ms per MB, which a cache kept across
+calls would save at the price of state outliving the run.
 """
 
 import ast
@@ -22,9 +24,8 @@ from tasks.catalog import TASKS, implementation_name
 from tasks.common import lineage
 from tasks.common.errors import PipelineError
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]  # where the `tasks` package lives
+TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"  # the `tasks` package whose code is hashed
 _VAR = re.compile(r"\$\{\s*([\w.]+)\s*\}")
-_MD5: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass(frozen=True)
@@ -84,22 +85,14 @@ def stage_spec(params, stage: str, dvc_yaml: str | Path = "dvc.yaml") -> StageSp
     )
 
 
-def file_md5(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _MD5:
-        _MD5[key] = lineage.file_md5(path)
-    return _MD5[key]
-
-
 def path_hash(path: str | Path) -> str | None:
     """md5 of a file, or of a folder's (relative path, md5) list; None when it does not exist."""
     path = Path(path)
     if path.is_file():
-        return file_md5(path)
+        return lineage.file_md5(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
-        listing = [(p.relative_to(path).as_posix(), file_md5(p)) for p in files]
+        listing = [(p.relative_to(path).as_posix(), lineage.file_md5(p)) for p in files]
         return hashlib.md5(json.dumps(listing).encode()).hexdigest()
     return None
 
@@ -113,7 +106,7 @@ def module_files(module: str) -> list[Path]:
         name = todo.pop()
         if name in seen or not name.startswith("tasks."):
             continue
-        base = PROJECT_DIR / name.replace(".", "/")
+        base = TASKS_DIR.parent / name.replace(".", "/")
         file = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
         if not file.is_file():
             continue
@@ -143,7 +136,7 @@ def fingerprint(spec: StageSpec) -> str:
         "stage": spec.name,
         "deps": {d: path_hash(d) for d in spec.deps},
         "params": spec.params,
-        "code": {p.relative_to(PROJECT_DIR).as_posix(): file_md5(p) for p in stage_code(spec)},
+        "code": {p.relative_to(TASKS_DIR.parent).as_posix(): lineage.file_md5(p) for p in stage_code(spec)},
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 

@@ -5,11 +5,11 @@ as one task per shard; every other stage still runs in the flow process.
 
 import os
 
-from prefect import Flow, task
+import prefect
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
-from flows.stages import is_fresh, note_outcome, tokenize_task
+from tasks import tokenize
 from tasks.catalog import task_package
 from tasks.common.errors import PipelineError
 from tasks.common.params import task_section
@@ -17,10 +17,10 @@ from tasks.text import tokenize_stream
 
 DASK_ADDRESS_ENV = "PIPELINE_DASK_ADDRESS"
 
-tokenize_shard_task = task(tokenize_stream.tokenize_shard, name="tokenize-shard", cache_policy=NO_CACHE)
+tokenize_shard_task = prefect.task(tokenize_stream.tokenize_shard, name="tokenize-shard", cache_policy=NO_CACHE)
 
 
-def with_task_runner(flow: Flow, params) -> Flow:
+def with_task_runner(flow: prefect.Flow, params) -> prefect.Flow:
     """`flow` on the task runner that params.orchestration (or PIPELINE_DASK_ADDRESS) asks for."""
     orchestration = params.orchestration
     address = os.environ.get(DASK_ADDRESS_ENV) or orchestration.dask_address
@@ -48,20 +48,15 @@ def on_dask() -> bool:
     return context is not None and isinstance(context.task_runner, DaskTaskRunner)
 
 
-def tokenize_step(params, task: str = "lyrics", refresh: bool = False) -> dict | None:
-    """The tokenize stage: in the flow process (worker processes per `tokenize.workers`), or on Dask
-    one `tokenize-shard` task per row range, merged here in shard order into the same file.
-    Cluster workers read `tokenize.input` themselves, so it must be reachable from them (a shared
-    filesystem); they send their rows back, so only the flow process writes.
-    On Dask the stage is skipped when its last run's record still holds (same inputs, params and
-    code; outputs intact): the sharded output is byte-identical to a local run's, so that record
-    stays true whichever runner wrote the file."""
+def tokenize_stage(params, task: str = "lyrics") -> dict:
+    """The tokenize stage (the function of the flows' cached `tokenize` task): in the flow process
+    (worker processes per `tokenize.workers`), or on Dask one `tokenize-shard` task per row range,
+    merged here in shard order into the same file. Cluster workers read `tokenize.input`
+    themselves, so it must be reachable from them (a shared filesystem); they send their rows back,
+    so only the flow process writes. The sharded output is byte-identical to a local run's, so the
+    stage's cache record holds whichever runner wrote the file."""
     if not on_dask():
-        return tokenize_task(params, task=task)
-    if not refresh and is_fresh(params, f"{task}-tokenize"):
-        note_outcome("tokenize", "cached")
-        return None
-    note_outcome("tokenize", "ran")
+        return tokenize.run(params, task=task)
     cfg = task_section(params, task).tokenize
     keep_text = task_package(task).KEEP_TEXT
     futures = [

@@ -3,18 +3,18 @@
 Stages are cached with Prefect's own caching (`StageCache` below, persisted results): a stage is
 skipped, in state `Cached`, when its input files, params keys and code hash as in its last run and
 its outputs are still the files that run wrote. What a stage reads and writes comes from dvc.yaml
-(`tasks/fingerprint.py`), the list `dvc repro` uses too.
+(`flows/fingerprint.py`), the list `dvc repro` uses too. Which stages ran and which were cached in a
+flow run is read from the states Prefect gives their task runs (`StageRuns`).
 """
 
 import hashlib
-import importlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import task
+import prefect
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import CachePolicy
 from prefect.runtime import flow_run
@@ -22,20 +22,13 @@ from prefect.settings import get_current_settings
 from prefect.transactions import get_transaction
 
 from flows.fingerprint import fingerprint, outputs_state, stage_spec
+from flows.scaleout import tokenize_stage
+from tasks import clean, evaluate, ingest, register, split, vocab
 from tasks.common.atomic import write_json
 from tasks.common.errors import PipelineError
-from tasks.common.params import experiment_name
+from tasks.common.params import Params, experiment_name
 
 log = logging.getLogger(__name__)
-
-# Stage outcomes ("ran" / "cached") per flow run id, for the flow's summary: the cache policy marks
-# a stage "cached", its function "ran" if it runs. Both run in the flow's process (stages are
-# called directly from the flow).
-OUTCOMES: dict[str, dict[str, str]] = {}
-
-
-def note_outcome(name: str, outcome: str) -> None:
-    OUTCOMES.setdefault(str(flow_run.id), {})[name] = outcome
 
 
 def records_dir() -> Path:
@@ -83,9 +76,7 @@ class StageCache(CachePolicy):
     on outputs directly: they are computed before the stage writes them."""
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
-        name = task_ctx.task.name
-        stage = f"{inputs.get('task', 'lyrics')}-{name}"  # dvc.yaml's stage name, e.g. lyrics-train
-        note_outcome(name, "cached")  # until its function runs
+        stage = f"{inputs.get('task', 'lyrics')}-{task_ctx.task.name}"  # dvc.yaml's stage, e.g. lyrics-train
         try:
             spec = stage_spec(inputs["params"], stage)
         except PipelineError as exc:
@@ -99,63 +90,84 @@ class StageCache(CachePolicy):
         return key
 
 
-def stage_function(name: str):
-    """`tasks.<name>.run` as the task's function. The module is imported at the first call, so a
-    fully cached flow run never loads torch, scikit-learn or MLflow (seconds on a small machine).
-    After the run, the stage's output hashes are recorded under the key it ran with (StageCache)."""
+def record_outputs(params, stage: str) -> None:
+    """After a stage ran under the key StageCache issued, record its outputs' hashes under that key."""
+    txn, record = get_transaction(), read_record(stage)
+    if txn is not None and record is not None and record["key"] == txn.key:
+        record["outputs"] = outputs_state(stage_spec(params, stage))
+        write_record(stage, record)
+
+
+def stage_function(name: str, stage_run):
+    """`stage_run` (a `tasks.<stage>.run`) as the function of Prefect task `name`, recording its
+    outputs once it has written them."""
 
     def run(params, task: str = "lyrics", extra_tags: dict[str, str] | None = None):
-        note_outcome(name, "ran")
-        stage_run = importlib.import_module(f"tasks.{name}").run
         result = stage_run(params, task=task, **({"extra_tags": extra_tags} if extra_tags is not None else {}))
-        stage, txn = f"{task}-{name}", get_transaction()
-        record = read_record(stage)
-        if txn is not None and record is not None and record["key"] == txn.key:
-            record["outputs"] = outputs_state(stage_spec(params, stage))
-            write_record(stage, record)
+        record_outputs(params, f"{task}-{name}")
         return result
 
     run.__name__ = run.__qualname__ = name
     return run
 
 
-def stage_task(name: str, **options):
+def train_run(params, task: str = "lyrics", extra_tags: dict[str, str] | None = None) -> dict:
+    """`tasks.train.run`, imported at its first call: the one deliberate deferral in the flows.
+    tasks.train loads torch (1.8 s and 220 MiB more per process, measured), which a fully cached
+    flow run never uses, nor a Dask worker, which imports the flow's modules to tokenize a shard."""
+    from tasks import train  # noqa: PLC0415 (deferred on purpose, see the docstring)
+
+    return train.run(params, task=task, extra_tags=extra_tags)
+
+
+def stage_task(name: str, stage_run, **options) -> prefect.Task:
     """The cached Prefect task of stage `name`. Results persist under PREFECT_HOME/storage
     (PREFECT_RESULTS_LOCAL_STORAGE_PATH), so a later flow run, ephemeral or served, reuses them."""
-    return task(stage_function(name), name=name, cache_policy=StageCache(), persist_result=True, **options)
+    function = stage_function(name, stage_run)
+    return prefect.task(function, name=name, cache_policy=StageCache(), persist_result=True, **options)
 
 
 # Retries only where a retry can help: a re-run of train resumes from its epoch checkpoint, and
 # register may meet a busy SQLite store ("database is locked") when runs overlap.
-ingest_task = stage_task("ingest")
-clean_task = stage_task("clean")
-tokenize_task = stage_task("tokenize")
-split_task = stage_task("split")
-vocab_task = stage_task("vocab")
-train_task = stage_task("train", retries=1)
-evaluate_task = stage_task("evaluate", retries=1, retry_delay_seconds=5)
-register_task = stage_task("register", retries=2, retry_delay_seconds=5)
+ingest_task = stage_task("ingest", ingest.run)
+clean_task = stage_task("clean", clean.run)
+tokenize_task = stage_task("tokenize", tokenize_stage)  # in the flow process, or sharded on Dask
+split_task = stage_task("split", split.run)
+vocab_task = stage_task("vocab", vocab.run)
+train_task = stage_task("train", train_run, retries=1)
+evaluate_task = stage_task("evaluate", evaluate.run, retries=1, retry_delay_seconds=5)
+register_task = stage_task("register", register.run, retries=2, retry_delay_seconds=5)
 
 
-def train_evaluate_register(params, task: str, artifact_key: str) -> dict:
+@dataclass
+class StageRuns:
+    """One flow run's stages of pipeline `task`: each runs as its Prefect task, and `outcomes` keeps
+    what Prefect made of it: "cached" (state `Cached`: its last result reused) or "ran"."""
+
+    params: Params
+    task: str
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    def run(self, stage: prefect.Task, **kwargs):
+        state = stage(self.params, task=self.task, return_state=True, **kwargs)
+        self.outcomes[stage.name] = "cached" if state.name == "Cached" else "ran"
+        return state.result()  # raises the stage's error when it failed
+
+
+def train_evaluate_register(stages: StageRuns, artifact_key: str) -> dict:
     """The tail both flows share. The flow run and its MLflow run carry each other's ids: MLflow
     tags `prefect.flow_run_*`, Prefect artifact `artifact_key` with the MLflow run id. `stages`
     in the result says which stages ran and which were cached in this flow run."""
     tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
-    trained = train_task(params, extra_tags=tags, task=task)
+    trained = stages.run(train_task, extra_tags=tags)
     create_markdown_artifact(
         key=artifact_key,
-        markdown=f"MLflow run `{trained['run_id']}` (experiment `{experiment_name(params, task)}`)",
+        markdown=f"MLflow run `{trained['run_id']}` (experiment `{experiment_name(stages.params, stages.task)}`)",
         description="Tracking run of this flow run",
     )
-    metrics = evaluate_task(params, task=task)
-    registered = register_task(params, extra_tags=tags, task=task)
-    return {
-        "run_id": trained["run_id"],
-        "metrics": metrics,
-        "registered": registered,
-        "stages": OUTCOMES.pop(str(flow_run.id), {}),
-    }
+    metrics = stages.run(evaluate_task)
+    registered = stages.run(register_task, extra_tags=tags)
+    return {"run_id": trained["run_id"], "metrics": metrics, "registered": registered, "stages": stages.outcomes}
 
 
 def stages_summary(stages: dict[str, str]) -> str:

@@ -12,8 +12,16 @@ from typing import Any
 from prefect import flow
 
 from flows.cli import parse_flow_args
-from flows.scaleout import tokenize_step, with_task_runner
-from flows.stages import clean_task, split_task, stages_summary, train_evaluate_register, vocab_task
+from flows.scaleout import with_task_runner
+from flows.stages import (
+    StageRuns,
+    clean_task,
+    split_task,
+    stages_summary,
+    tokenize_task,
+    train_evaluate_register,
+    vocab_task,
+)
 from tasks.common.cli import run_cli
 from tasks.common.params import load_params, task_section
 from tasks.lyrics.clean import corpus_files
@@ -24,13 +32,12 @@ def train_lyrics(
     params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False
 ) -> dict:
     """Run the lyrics pipeline; `overrides` maps dotted params keys to values, e.g.
-    {"lyrics.model.cell": "gru", "lyrics.train.epochs": 5}."""
-    params = load_params(params_file, overrides)
-    clean_task(params)
-    tokenize_step(params, refresh=refresh)
-    split_task(params)
-    vocab_task(params)
-    return train_evaluate_register(params, "lyrics", artifact_key="mlflow-run")
+    {"lyrics.model.cell": "gru", "lyrics.train.epochs": 5}.
+    `refresh=True` reruns every stage (StageCache reads it from the flow run's parameters)."""
+    stages = StageRuns(load_params(params_file, overrides), "lyrics")
+    for stage in (clean_task, tokenize_task, split_task, vocab_task):
+        stages.run(stage)
+    return train_evaluate_register(stages, artifact_key="mlflow-run")
 
 
 def main() -> None:

@@ -12,13 +12,15 @@ from typing import Any
 from prefect import flow
 
 from flows.cli import parse_flow_args
-from flows.scaleout import tokenize_step, with_task_runner
+from flows.scaleout import with_task_runner
 from flows.stages import (
+    StageRuns,
     clean_task,
     ingest_task,
     is_fresh,
     split_task,
     stages_summary,
+    tokenize_task,
     train_evaluate_register,
     vocab_task,
 )
@@ -34,15 +36,14 @@ def train_reviews(
     params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False
 ) -> dict:
     """Run the reviews pipeline; `overrides` maps dotted params keys to values, e.g.
-    {"reviews.model.cell": "lstm", "reviews.input.path": "my_reviews.csv"}."""
+    {"reviews.model.cell": "lstm", "reviews.input.path": "my_reviews.csv"}.
+    `refresh=True` reruns every stage (StageCache reads it from the flow run's parameters)."""
     params = load_params(params_file, overrides)
     task_section(params, TASK)
-    ingest_task(params, task=TASK)
-    clean_task(params, task=TASK)
-    tokenize_step(params, task=TASK, refresh=refresh)
-    split_task(params, task=TASK)
-    vocab_task(params, task=TASK)
-    return train_evaluate_register(params, TASK, artifact_key="mlflow-run-reviews")
+    stages = StageRuns(params, TASK)
+    for stage in (ingest_task, clean_task, tokenize_task, split_task, vocab_task):
+        stages.run(stage)
+    return train_evaluate_register(stages, artifact_key="mlflow-run-reviews")
 
 
 def main() -> None:

@@ -18,7 +18,8 @@ import yaml
 from tasks.common.atomic import write_parquet
 from tasks.common.errors import PipelineError
 from tasks.common.parallel import ordered_map
-from tasks.common.params import Tokenize, load_params
+from tasks.common.params import load_params, section_from_yaml
+from tasks.common.sections import Tokenize
 from tasks.text import segment, tokenize_stream
 from tests.helpers import (
     ROOT,
@@ -49,7 +50,9 @@ def write_clean_reviews(path: Path, n: int, seed: int = 0) -> Path:
 
 
 def cfg_for(tmp_path: Path, source: Path, name: str, **kw) -> Tokenize:
-    return Tokenize(input=str(source), output=str(tmp_path / f"{name}.parquet"), **kw)
+    return section_from_yaml(
+        Tokenize, "reviews.tokenize", input=str(source), output=str(tmp_path / f"{name}.parquet"), **kw
+    )
 
 
 @pytest.fixture
@@ -217,12 +220,13 @@ FLOW_SCRIPT = """
     from prefect import flow
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
-    from flows.scaleout import on_dask, tokenize_step, with_task_runner
+    from flows.scaleout import on_dask, with_task_runner
+    from flows.stages import tokenize_task
     from tasks.common.params import load_params
 
     @flow
     def tokenize_only(params_file: str) -> dict:
-        return {"on_dask": on_dask(), **tokenize_step(load_params(params_file), task="reviews")}
+        return {"on_dask": on_dask(), **tokenize_task(load_params(params_file), task="reviews")}
 
     if __name__ == "__main__":
         # One Prefect API for the flow and the Dask workers (else each worker starts its own), as on
