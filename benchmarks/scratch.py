@@ -12,12 +12,17 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
+RAW = "data/raw/"
+
+
 def project_files() -> list[str]:
-    """Tracked and untracked-but-not-ignored files: what a clone plus local edits would hold."""
+    """Tracked and untracked-but-not-ignored files: what a clone plus local edits would hold, less the
+    raw data (a corpus not yet git-ignored or DVC-tracked, a committed .dvc file): the scratch project
+    gets its own corpus, which only DVC may track there (git holding it makes `dvc add` fail)."""
     out = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
     ).stdout
-    return [f for f in out.splitlines() if (ROOT / f).is_file()]
+    return [f for f in out.splitlines() if (ROOT / f).is_file() and (not f.startswith(RAW) or f == f"{RAW}.gitignore")]
 
 
 def make_lyrics_project(dest: Path, corpus: Path) -> dict:

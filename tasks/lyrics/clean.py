@@ -11,6 +11,7 @@ from tasks.common.textio import read_text_file
 from tasks.text.lyric_rules import lyric_rules, repeated_line_mask
 
 LYRIC_SUFFIXES = {".txt", ".lrc"}
+CORPUS_KEY = b"corpus"  # Parquet schema metadata: the corpus path a lyrics table was cleaned from
 
 
 MISSING_CORPUS_FIX = (
@@ -33,6 +34,12 @@ def corpus_files(corpus: str | Path) -> list[Path]:
     if not files:
         raise PipelineError(f"no lyrics corpus at {path}: {MISSING_CORPUS_FIX}")
     return files
+
+
+def drop_summary(totals: dict[str, Counter]) -> str:
+    """`3 no_words, 1 blank`: what dropped the lines, most first."""
+    dropped = sorted(((c["dropped"], name) for name, c in totals.items() if c["dropped"]), reverse=True)
+    return ", ".join(f"{n} {name}" for n, name in dropped) or "nothing"
 
 
 def clean_lines(lines: list[str], cfg) -> tuple[list[int], list[str], dict]:
@@ -79,14 +86,19 @@ def clean_corpus(corpus: str | Path, cfg) -> tuple[pa.Table, dict]:
     totals["repeated"] = Counter(dropped=keep.count(False))
     rows = [i for i, k in enumerate(keep) if k]
     if not rows:
-        raise PipelineError(f"{corpus}: no lyric lines left after cleaning; check the file holds Chinese lyrics")
+        raise PipelineError(
+            f"{corpus}: no usable lyric lines left after cleaning ({lines_in} lines read: {drop_summary(totals)}); "
+            "put lyrics in it, lines with Chinese or Latin words, one lyric line per line"
+        )
     table = pa.table(
         {
             "id": [ids[i] for i in rows],
             "source": [sources[i] for i in rows],
             "line_no": pa.array([line_nos[i] for i in rows], pa.int32()),
             "text": [texts[i] for i in rows],
-        }
+        },
+        # The user's input, carried through tokenize to the split, whose "too small" errors name it.
+        metadata={CORPUS_KEY: str(corpus)},
     )
     report = {
         "lines_in": lines_in,

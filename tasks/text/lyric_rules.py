@@ -20,6 +20,9 @@ CREDIT = re.compile(
 # What survives: CJK ideographs, Latin letters, digits, basic punctuation and spaces.
 NOT_KEPT = re.compile(r"[^\u4e00-\u9fffA-Za-z0-9 ,.!?'，。！？、…]")
 SPACES = re.compile(r"\s+")
+# A word: a CJK ideograph or a Latin letter. Digits alone do not make one: a line of only digits
+# (`123`, `2`, `1 2`) is a track or verse number or a leftover timestamp, not something sung.
+WORD_CHAR = re.compile(r"[\u4e00-\u9fffA-Za-z]")
 
 
 def strip_lrc_tags(line: str) -> str:
@@ -66,6 +69,12 @@ def collapse_spaces(line: str) -> str:
     return SPACES.sub(" ", line).strip()
 
 
+def drop_wordless(line: str) -> str:
+    """Drop lines without a word (a CJK ideograph or a Latin letter): punctuation, symbols or digits
+    only, e.g. `！！！`, `。。。`, `~~~`, `♪♪`, `123`. Digits inside a line with words stay."""
+    return line if WORD_CHAR.search(line) else ""
+
+
 def lyric_rules(cfg) -> list[tuple[str, Callable[[str], str]]]:
     """The ordered rule list a `lyrics.clean` params section switches on."""
     rules = []
@@ -79,6 +88,8 @@ def lyric_rules(cfg) -> list[tuple[str, Callable[[str], str]]]:
         rules.append(("annotations", drop_annotations))
     if cfg.drop_credits:
         rules.append(("credits", drop_credits))
+    # Before allowed_chars, so every wordless line (`~~~` and `♪♪` too) is counted here, not as `spaces`.
+    rules.append(("no_words", drop_wordless))
     rules.append(("allowed_chars", keep_allowed_chars))
     rules.append(("spaces", collapse_spaces))
     min_chars = cfg.min_chars

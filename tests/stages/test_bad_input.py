@@ -40,12 +40,30 @@ def test_empty_file(tmp_path, content):
     assert not any(p.exists() for p in clean_outputs(tmp_path))
 
 
-def test_gbk_file(tmp_path):
+def clean_texts(tmp_path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(tmp_path / "data" / "clean.parquet").column("text").to_pylist()
+
+
+def test_gbk_file_is_read(tmp_path):
+    # GBK/GB18030 Chinese is recognised (charset-normalizer is confident and the text is CJK): read, not refused.
+    lines = ["我爱你", "天空下雨", "回忆离开"]
     corpus = tmp_path / "lyrics.txt"
-    corpus.write_bytes(b"".join(line.encode("gbk") + b"\n" for line in ["我爱你", "天空下雨", "回忆离开"] * 5))
-    line = assert_one_line_error(run_stage("clean", write_lyrics_params(tmp_path, corpus)), str(corpus))
-    assert "not UTF-8" in line and "GBK" in line and "iconv" in line
-    assert not any(p.exists() for p in clean_outputs(tmp_path))
+    corpus.write_bytes(b"".join(line.encode("gbk") + b"\n" for line in lines * 5))
+    result = run_stage("clean", write_lyrics_params(tmp_path, corpus))
+    assert result.returncode == 0, result.stderr
+    assert clean_texts(tmp_path) == lines * 5
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32"])  # Python writes the byte-order mark for these
+def test_utf16_and_utf32_files_with_a_bom_are_read(tmp_path, codec):
+    lines = ["我爱你", "天空下雨", "回忆离开"]
+    corpus = tmp_path / "lyrics.txt"
+    corpus.write_bytes("\n".join(lines).encode(codec))
+    result = run_stage("clean", write_lyrics_params(tmp_path, corpus))
+    assert result.returncode == 0, result.stderr
+    assert clean_texts(tmp_path) == lines
 
 
 def test_one_bad_file_in_a_folder_names_that_file(tmp_path):
@@ -53,8 +71,20 @@ def test_one_bad_file_in_a_folder_names_that_file(tmp_path):
     folder.mkdir()
     (folder / "good.txt").write_text("我爱你\n天空下雨\n", encoding="utf-8")
     bad = folder / "bad.lrc"
-    bad.write_bytes("[00:01.00]我爱你\n".encode("gbk"))
-    assert_one_line_error(run_stage("clean", write_lyrics_params(tmp_path, folder)), str(bad))
+    bad.write_bytes("[00:01.00]我爱你\n".encode("gbk"))  # too short to tell GBK from Big5
+    line = assert_one_line_error(run_stage("clean", write_lyrics_params(tmp_path, folder)), str(bad))
+    assert "could not determine the encoding" in line and "re-save it as UTF-8" in line
+    assert not any(p.exists() for p in clean_outputs(tmp_path))
+
+
+def test_random_bytes_are_never_called_gbk(tmp_path):
+    import random
+
+    corpus = tmp_path / "lyrics.txt"
+    rng = random.Random(0)
+    corpus.write_bytes(bytes(rng.choices(range(0x81, 0xFF), k=200_000)))  # decodes as GB18030, means nothing
+    line = assert_one_line_error(run_stage("clean", write_lyrics_params(tmp_path, corpus)), str(corpus))
+    assert "could not determine the encoding" in line and "GBK" not in line
     assert not any(p.exists() for p in clean_outputs(tmp_path))
 
 
@@ -70,7 +100,16 @@ def test_nothing_left_after_cleaning(tmp_path):
     corpus = tmp_path / "credits.txt"
     corpus.write_text("作词：方文山\n作曲：周杰伦\n[ar:周杰伦]\n", encoding="utf-8")
     line = assert_one_line_error(run_stage("clean", write_lyrics_params(tmp_path, corpus)), str(corpus))
-    assert "no lyric lines left" in line
+    assert "no usable lyric lines left" in line
+    assert not any(p.exists() for p in clean_outputs(tmp_path))
+
+
+def test_punctuation_only_corpus_fails_at_clean_naming_the_corpus(tmp_path):
+    corpus = tmp_path / "raw"
+    corpus.mkdir()
+    (corpus / "song.txt").write_text("！！！\n。。。\n~~~\n123\n" * 50, encoding="utf-8")
+    line = assert_one_line_error(run_stage("clean", write_lyrics_params(tmp_path, corpus)), str(corpus))
+    assert "no usable lyric lines left" in line and "no_words" in line
     assert not any(p.exists() for p in clean_outputs(tmp_path))
 
 
@@ -86,8 +125,27 @@ def test_corpus_too_small_to_split(tmp_path):
     tokenize.run(params)
     tokens = Path(params.lyrics.split.input)
     assert tokens.exists()
-    line = assert_one_line_error(run_stage("split", params_file), str(tokens), "block_lines")
-    assert "too small" in line
+    # The user's input is named, not the intermediate file, with how much text a split needs.
+    line = assert_one_line_error(run_stage("split", params_file), f"error: {corpus}: ", "block_lines")
+    assert str(tokens) not in line
+    assert "too small to split" in line and "12 usable lines" in line and "17 usable lines" in line
+    assert not Path(params.lyrics.split.output).exists()
+
+
+def test_two_song_files_are_too_few_to_split(tmp_path):
+    from tasks import clean, tokenize
+    from tasks.common.params import load_params
+
+    corpus = tmp_path / "raw"
+    corpus.mkdir()
+    for i in range(2):
+        (corpus / f"song{i}.txt").write_text("\n".join(f"天空下雨第{j}行" for j in range(30)), encoding="utf-8")
+    params_file = write_lyrics_params(tmp_path, corpus)
+    params = load_params(params_file)
+    clean.run(params)
+    tokenize.run(params)
+    line = assert_one_line_error(run_stage("split", params_file), f"error: {corpus}: ", "2 song files")
+    assert "at least 3 song files" in line
     assert not Path(params.lyrics.split.output).exists()
 
 

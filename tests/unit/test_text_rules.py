@@ -1,4 +1,4 @@
-"""Every cleaning rule of tasks/text_rules.py, and the clean stage's per-rule report."""
+"""Every cleaning rule of tasks/text/lyric_rules.py, and the clean stage's per-rule report."""
 
 import pytest
 
@@ -104,6 +104,26 @@ def test_keep_allowed_chars_replaces_the_rest_with_spaces():
     assert tr.keep_allowed_chars(kept) == kept
 
 
+# Digits alone are not words: a line of only digits is a track or verse number or a timestamp left
+# over, not something sung; digits inside a line with words stay.
+@pytest.mark.parametrize("line", ["！！！", "。。。", "~~~", "123", "1 2 3", "♪ ♪", "...", "?!", "—— ——"])
+def test_drop_wordless_drops_lines_without_a_word(line):
+    assert tr.drop_wordless(line) == ""
+
+
+@pytest.mark.parametrize("line", ["天空", "baby", "1 2 3 木头人", "oh!", "x"])
+def test_drop_wordless_keeps_lines_with_a_word(line):
+    assert tr.drop_wordless(line) == line
+
+
+def test_wordless_lines_are_dropped_and_counted():
+    lines = ["！！！", "天空下雨", "。。。", "~~~", "123", "１２３", "baby 我爱你", "♪♪♪"]
+    nos, kept, counts = clean_lines(lines, clean_cfg())
+    assert kept == ["天空下雨", "baby 我爱你"]
+    assert nos == [2, 7]
+    assert counts["no_words"]["dropped"] == 6
+
+
 def test_collapse_spaces():
     assert tr.collapse_spaces("  天空 \t  下雨  ") == "天空 下雨"
     assert tr.collapse_spaces("   ") == ""
@@ -137,6 +157,7 @@ def test_rule_order_follows_params():
         "simplified",
         "annotations",
         "credits",
+        "no_words",
         "allowed_chars",
         "spaces",
         "min_chars",
@@ -144,7 +165,7 @@ def test_rule_order_follows_params():
     off = clean_cfg(
         drop_lrc_tags=False, to_halfwidth=False, to_simplified=False, drop_annotations=False, drop_credits=False
     )
-    assert [name for name, _ in tr.lyric_rules(off)] == ["allowed_chars", "spaces", "min_chars"]
+    assert [name for name, _ in tr.lyric_rules(off)] == ["no_words", "allowed_chars", "spaces", "min_chars"]
 
 
 def test_traditional_credit_line_is_dropped_after_simplification():
@@ -184,6 +205,7 @@ def test_clean_lines_full_example_and_counts():
         "simplified": 0,
         "annotations": 1,
         "credits": 2,
+        "no_words": 0,
         "allowed_chars": 0,
         "spaces": 0,
         "min_chars": 1,
@@ -255,8 +277,27 @@ def test_clean_corpus_drop_repeated_modes(tmp_path, mode, expected_out):
 
 def test_clean_corpus_with_nothing_left_raises(tmp_path):
     path = write(tmp_path / "credits.txt", ["作词：方文山", "作曲：周杰伦", "我"])
-    with pytest.raises(PipelineError, match="no lyric lines left"):
+    with pytest.raises(PipelineError, match="no usable lyric lines left") as info:
         clean_corpus(path, clean_cfg())
+    assert str(info.value).startswith(f"{path}: ")
+    assert "2 credits, 1 min_chars" in str(info.value)
+
+
+def test_punctuation_only_corpus_raises_naming_the_corpus(tmp_path):
+    corpus = tmp_path / "raw"
+    corpus.mkdir()
+    write(corpus / "a.txt", ["！！！", "。。。"])
+    write(corpus / "b.txt", ["~~~", "123", "♪♪"])
+    with pytest.raises(PipelineError, match="no usable lyric lines left") as info:
+        clean_corpus(corpus, clean_cfg())
+    assert str(info.value).startswith(f"{corpus}: ")
+    assert "5 no_words" in str(info.value)
+
+
+def test_clean_table_records_its_corpus(tmp_path):
+    path = write(tmp_path / "song.txt", ["天空下雨", "我爱你"])
+    table, _ = clean_corpus(path, clean_cfg())
+    assert table.schema.metadata[b"corpus"] == str(path).encode()
 
 
 @pytest.mark.parametrize("mode", ["all", "consecutive"])
