@@ -2,6 +2,11 @@
 
 import argparse
 
+from prefect.exceptions import FailedRun
+
+from flows.scaleout import with_task_runner
+from flows.stages import check_inputs
+from tasks.common.errors import PipelineError
 from tasks.common.params import Params, load_params, parse_set_args
 
 
@@ -15,3 +20,16 @@ def parse_flow_args(description: str) -> tuple[argparse.Namespace, dict, Params]
     args = parser.parse_args()
     overrides = parse_set_args(args.set)
     return args, overrides, load_params(args.params, overrides)
+
+
+def run_flow(flow, task: str, args: argparse.Namespace, overrides: dict, params: Params) -> dict:
+    """Check the inputs, then run `flow` on the task runner params ask for. Bad input fails here,
+    before Prefect starts, as one line; a flow run that failed on bad input later (its state message
+    is that line) becomes the same one-line error."""
+    check_inputs(params, task, args.refresh)
+    try:
+        return with_task_runner(flow, params)(
+            params_file=args.params, overrides=overrides, refresh=args.refresh, check_inputs_first=False
+        )
+    except FailedRun as exc:
+        raise PipelineError(str(exc)) from None

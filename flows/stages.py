@@ -16,14 +16,15 @@ from pathlib import Path
 
 import prefect
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import CachePolicy
+from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 from prefect.transactions import get_transaction
 
 from flows.fingerprint import fingerprint, outputs_state, stage_spec
 from flows.scaleout import tokenize_stage
-from tasks import clean, evaluate, ingest, register, split, vocab
+from tasks import clean, evaluate, ingest, preflight, register, split, vocab
+from tasks.catalog import task_package
 from tasks.common.atomic import write_json
 from tasks.common.errors import PipelineError
 from tasks.common.params import Params, experiment_name
@@ -96,6 +97,19 @@ def record_outputs(params, stage: str) -> None:
     if txn is not None and record is not None and record["key"] == txn.key:
         record["outputs"] = outputs_state(stage_spec(params, stage))
         write_record(stage, record)
+
+
+def check_inputs(params, task: str, refresh: bool = False) -> None:
+    """The pre-flight check of the task's inputs (tasks/preflight.py), so bad input fails with one
+    line naming the user's file before any stage runs. Skipped when the task's first stage is cached
+    from a run that read these same inputs: on a large corpus the check reads all of it."""
+    first = f"{task}-{task_package(task).STAGES[0]}"
+    if refresh or not is_fresh(params, first):
+        preflight.check_inputs(params, task)
+
+
+# Not cached by StageCache and not a stage in the summary: it writes nothing.
+preflight_task = prefect.task(check_inputs, name="preflight", cache_policy=NO_CACHE)
 
 
 def stage_function(name: str, stage_run):

@@ -10,12 +10,13 @@ and its MLflow run carry each other's ids (MLflow tag `prefect.flow_run_id`, Pre
 from typing import Any
 
 from prefect import flow
+from prefect.states import Failed, State
 
-from flows.cli import parse_flow_args
-from flows.scaleout import with_task_runner
+from flows.cli import parse_flow_args, run_flow
 from flows.stages import (
     StageRuns,
     clean_task,
+    preflight_task,
     split_task,
     stages_summary,
     tokenize_task,
@@ -23,28 +24,36 @@ from flows.stages import (
     vocab_task,
 )
 from tasks.common.cli import run_cli
-from tasks.common.params import load_params, task_section
-from tasks.lyrics.clean import corpus_files
+from tasks.common.errors import PipelineError
+from tasks.common.params import load_params
 
 
 @flow(name="train-lyrics", log_prints=True)
 def train_lyrics(
-    params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False
-) -> dict:
+    params_file: str = "params.yaml",
+    overrides: dict[str, Any] | None = None,
+    refresh: bool = False,
+    check_inputs_first: bool = True,
+) -> dict | State:
     """Run the lyrics pipeline; `overrides` maps dotted params keys to values, e.g.
     {"lyrics.model.cell": "gru", "lyrics.train.epochs": 5}.
-    `refresh=True` reruns every stage (StageCache reads it from the flow run's parameters)."""
-    stages = StageRuns(load_params(params_file, overrides), "lyrics")
-    for stage in (clean_task, tokenize_task, split_task, vocab_task):
-        stages.run(stage)
-    return train_evaluate_register(stages, artifact_key="mlflow-run")
+    `refresh=True` reruns every stage (StageCache reads it from the flow run's parameters).
+    `check_inputs_first`: the pre-flight check as the first task (a served deployment's run); the
+    command line checks before Prefect starts instead. Bad input fails the run with its one line."""
+    try:
+        stages = StageRuns(load_params(params_file, overrides), "lyrics")
+        if check_inputs_first:
+            preflight_task(stages.params, "lyrics", refresh)
+        for stage in (clean_task, tokenize_task, split_task, vocab_task):
+            stages.run(stage)
+        return train_evaluate_register(stages, artifact_key="mlflow-run")
+    except PipelineError as exc:
+        return Failed(message=str(exc))
 
 
 def main() -> None:
     args, overrides, params = parse_flow_args("Run the train-lyrics flow on Prefect (ephemeral API by default).")
-    # Fail on bad params or a missing corpus before Prefect starts, with one line and no traceback.
-    corpus_files(task_section(params, "lyrics").corpus)
-    result = with_task_runner(train_lyrics, params)(params_file=args.params, overrides=overrides, refresh=args.refresh)
+    result = run_flow(train_lyrics, "lyrics", args, overrides, params)
     m = result["metrics"]
     print(
         f"test perplexity {m['test_perplexity']:.1f} (Kneser-Ney {m['kneser_ney_perplexity']:.1f}); "

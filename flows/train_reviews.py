@@ -10,14 +10,14 @@ same artifacts. The flow run and its MLflow run carry each other's ids (MLflow t
 from typing import Any
 
 from prefect import flow
+from prefect.states import Failed, State
 
-from flows.cli import parse_flow_args
-from flows.scaleout import with_task_runner
+from flows.cli import parse_flow_args, run_flow
 from flows.stages import (
     StageRuns,
     clean_task,
     ingest_task,
-    is_fresh,
+    preflight_task,
     split_task,
     stages_summary,
     tokenize_task,
@@ -25,34 +25,40 @@ from flows.stages import (
     vocab_task,
 )
 from tasks.common.cli import run_cli
+from tasks.common.errors import PipelineError
 from tasks.common.params import load_params, task_section
-from tasks.reviews.ingest import ingest
 
 TASK = "reviews"
 
 
 @flow(name="train-reviews", log_prints=True)
 def train_reviews(
-    params_file: str = "params.yaml", overrides: dict[str, Any] | None = None, refresh: bool = False
-) -> dict:
+    params_file: str = "params.yaml",
+    overrides: dict[str, Any] | None = None,
+    refresh: bool = False,
+    check_inputs_first: bool = True,
+) -> dict | State:
     """Run the reviews pipeline; `overrides` maps dotted params keys to values, e.g.
     {"reviews.model.cell": "lstm", "reviews.input.path": "my_reviews.csv"}.
-    `refresh=True` reruns every stage (StageCache reads it from the flow run's parameters)."""
-    params = load_params(params_file, overrides)
-    task_section(params, TASK)
-    stages = StageRuns(params, TASK)
-    for stage in (ingest_task, clean_task, tokenize_task, split_task, vocab_task):
-        stages.run(stage)
-    return train_evaluate_register(stages, artifact_key="mlflow-run-reviews")
+    `refresh=True` reruns every stage (StageCache reads it from the flow run's parameters).
+    `check_inputs_first`: the pre-flight check as the first task (a served deployment's run); the
+    command line checks before Prefect starts instead. Bad input fails the run with its one line."""
+    try:
+        params = load_params(params_file, overrides)
+        task_section(params, TASK)
+        stages = StageRuns(params, TASK)
+        if check_inputs_first:
+            preflight_task(params, TASK, refresh)
+        for stage in (ingest_task, clean_task, tokenize_task, split_task, vocab_task):
+            stages.run(stage)
+        return train_evaluate_register(stages, artifact_key="mlflow-run-reviews")
+    except PipelineError as exc:
+        return Failed(message=str(exc))
 
 
 def main() -> None:
     args, overrides, params = parse_flow_args("Run the train-reviews flow on Prefect (ephemeral API by default).")
-    # Fail on bad params or bad input before Prefect starts, with one line and no traceback
-    # (reading the corpus takes seconds: skipped when ingest is cached from a run that read it).
-    if args.refresh or not is_fresh(params, f"{TASK}-ingest"):
-        ingest(task_section(params, TASK).input)
-    result = with_task_runner(train_reviews, params)(params_file=args.params, overrides=overrides, refresh=args.refresh)
+    result = run_flow(train_reviews, TASK, args, overrides, params)
     m, reg = result["metrics"], result["registered"]
     print(
         f"test accuracy {m['test_accuracy']:.4f} macro-F1 {m['test_macro_f1']:.4f} "
