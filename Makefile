@@ -35,7 +35,7 @@ REVIEWS_SET := $(if $(REVIEWS),--set reviews.input.path=$(REVIEWS)) \
                $(if $(REVIEWS_TEXT),--set reviews.input.text_column=$(REVIEWS_TEXT)) \
                $(if $(REVIEWS_LABEL),--set reviews.input.label_column=$(REVIEWS_LABEL))
 
-.PHONY: setup run lyrics reviews test lint repro serve worker ui bench clean-outputs
+.PHONY: setup run lyrics reviews test lint repro serve worker ui serve-model bench clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -115,3 +115,13 @@ bench: setup
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri "$$($(PY) -c 'from tasks.serving.model_uri import tracking_uri; print(tracking_uri())')" \
 	  --host 127.0.0.1 --port 5000
+
+# Serve a task's registered champion (models:/<TASK.register.model_name>@<alias> of params.yaml, from
+# the store `ui` uses) with MLflow's scoring server on 127.0.0.1:PORT (default 5001 here); the venv's
+# bin is on PATH above, where `mlflow models serve` finds uvicorn. Ctrl-C stops it.
+SERVE_PORT = $(if $(filter file,$(origin PORT)),5001,$(PORT))
+serve-model: setup
+	@case "$(TASK)" in lyrics|reviews) ;; *) echo "error: TASK=$(TASK): pass TASK=reviews or TASK=lyrics" >&2; exit 2;; esac
+	@{ read -r uri && read -r store; } < <($(PY) -m tasks.serving.model_uri $(TASK)) || exit 2; \
+	echo "serving $$uri from $$store on http://127.0.0.1:$(SERVE_PORT)/invocations (Ctrl-C stops)"; \
+	MLFLOW_TRACKING_URI="$$store" exec $(VENV)/bin/mlflow models serve -m "$$uri" -h 127.0.0.1 -p $(SERVE_PORT) --env-manager local

@@ -1,11 +1,12 @@
 """`make bench`: measure speed, memory and reruns side by side; write benchmarks/results.json and
 BENCHMARKS.md.
 
-    python -m benchmarks.bench [--lyrics PATH] [--only reruns,training,segmentation,memory,gpu]
+    python -m benchmarks.bench [--lyrics PATH] [--only reruns,training,segmentation,memory,gpu,serving]
 
 Runs in a scratch copy of the project under the system temp dir (the working tree's data, MLflow
 store and Prefect state are not touched). With --only, the other measures already in
-results.json are kept.
+results.json are kept. `serving` load-tests the registered reviews champion of the working tree's
+store (read only; skipped when there is none).
 """
 
 import argparse
@@ -16,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks import gpu, report, reruns, scratch, segmentation, training
+from benchmarks import gpu, report, reruns, scratch, segmentation, serving, training
 from tasks import clean, split, tokenize, vocab
 from tasks.common.cli import run_cli
 from tasks.common.errors import PipelineError
@@ -25,7 +26,7 @@ from tasks.text.vocab import load_vocab, tokens_by_split
 from tasks.training.device import set_threads
 
 ROOT = scratch.ROOT
-MEASURES = ("reruns", "training", "segmentation", "memory", "gpu")
+MEASURES = ("reruns", "training", "segmentation", "memory", "gpu", "serving")
 log = logging.getLogger("benchmarks")
 
 
@@ -74,6 +75,8 @@ def main() -> None:
             results += segmentation.memory(work / "seg")
         if "gpu" in only:
             results += gpu.measure(params, vocab_size=6000)
+        if "serving" in only:
+            results += serving.measure()
     finally:
         os.chdir(ROOT)
         if not args.keep:
@@ -127,6 +130,9 @@ ORDER = (
     "dvc_repro_noop",
     "gpu_lm_bf16_vs_fp32",
     "gpu_classifier_bf16_vs_fp32",
+    "serving_latency_p99",
+    "serving_throughput",
+    "serving_rss_after_load",
 )
 
 

@@ -6,12 +6,15 @@
 --model takes any MLflow model URI (models:/name@alias, runs:/id/model) or a local model.pt; by
 default the registered champion, models:/<lyrics.register.model_name>@<lyrics.register.alias> of
 params.yaml, from the store its tracking.uri names (MLFLOW_TRACKING_URI wins).
+
+A blank --start, or one with no word or character the model knows, is a one-line error (exit 2).
 """
 
 import argparse
 from pathlib import Path
 
 from tasks.common.cli import run_cli
+from tasks.common.errors import PipelineError
 from tasks.serving.lyrics_generator import generate_text, load_checkpoint
 from tasks.serving.model_uri import champion_uri, load_pyfunc
 
@@ -31,6 +34,8 @@ def main() -> None:
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling; 1.0 disables")
     parser.add_argument("--seed", type=int, default=None, help="fix for reproducible output")
     args = parser.parse_args()
+    if not args.start.strip():
+        raise PipelineError("--start is empty; pass a start word or phrase, e.g. --start 分手")
     sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
     uri = args.model or champion_uri("lyrics", args.params)
     if Path(uri).is_file():
@@ -45,6 +50,12 @@ def main() -> None:
         pd.DataFrame({"start": [args.start]}),
         params={"length": args.length, **sampling, "seed": -1 if args.seed is None else args.seed},
     )
+    status = result["status"].iloc[0] if "status" in result.columns else "ok"  # models registered before it: ok
+    if status != "ok":
+        raise PipelineError(
+            f"start text {args.start!r}: the model answered status {status!r} "
+            "(no word or character it knows); try a common word, e.g. --start 分手"
+        )
     print(result["lyrics"].iloc[0])
 
 

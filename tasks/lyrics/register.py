@@ -13,7 +13,7 @@ def register(params, tp, metrics: dict, checkpoint: dict, extra_tags: dict[str, 
     served = ServedModel(
         LyricsGenerator(),
         input_example=pd.DataFrame({"start": [start]}),
-        output_example=pd.DataFrame({"start": [start], "lyrics": [start + "..."]}),
+        output_example=pd.DataFrame({"start": [start], "lyrics": [start + "..."], "status": ["ok"]}),
         inference_params=SAMPLING_DEFAULTS,
         score_key="test_perplexity",
         lower_is_better=True,

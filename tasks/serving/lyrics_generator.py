@@ -23,17 +23,32 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), Vocab(ckpt["itos"]), ckpt["tokenizer"]
 
 
-def start_tokens(text: str, vocab: Vocab, tokenizer: dict) -> list[str]:
-    """Segment the start text as the training data was; a word the vocab lacks falls back to its
-    characters that it has. Raises a clear error when nothing of it is known."""
+def start_status(text: str, vocab: Vocab, tokenizer: dict) -> tuple[str, list[str]]:
+    """("ok", tokens) | ("empty", []) for a blank start | ("unknown", []) when nothing of it is known.
+    Segmented as the training data was (level, HMM, user dictionary, backend as the checkpoint
+    records them; jieba for checkpoints older than the backend setting); a word the vocab lacks
+    falls back to its characters that it has."""
+    if not text.strip():
+        return "empty", []
     tokens = []
-    for tok in segment(text, tokenizer["level"], tokenizer["hmm"], tokenizer.get("user_dict")):
+    for tok in segment(
+        text, tokenizer["level"], tokenizer["hmm"], tokenizer.get("user_dict"), tokenizer.get("backend", "jieba")
+    ):
         if tok in vocab.stoi:
             tokens.append(tok)
         else:
             tokens += [ch for ch in tok if ch in vocab.stoi]
-    if not tokens:
-        examples = " ".join(t for t in vocab.itos[len(SPECIALS) : len(SPECIALS) + 8])
+    return ("ok", tokens) if tokens else ("unknown", [])
+
+
+def start_tokens(text: str, vocab: Vocab, tokenizer: dict) -> list[str]:
+    """The start text's in-vocab tokens (see `start_status`); a clear error when it is blank or
+    nothing of it is known."""
+    status, tokens = start_status(text, vocab, tokenizer)
+    examples = " ".join(t for t in vocab.itos[len(SPECIALS) : len(SPECIALS) + 8])
+    if status == "empty":
+        raise PipelineError(f"the start text is empty; pass a start word or phrase, e.g. one of: {examples}")
+    if status == "unknown":
         raise PipelineError(f"start text {text!r} has no word or character the model knows; try one of: {examples}")
     return tokens
 

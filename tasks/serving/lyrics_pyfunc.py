@@ -4,7 +4,7 @@ vocabulary and weights are packaged inside it (the checkpoint is self-describing
 import mlflow
 import pandas as pd
 
-from tasks.serving.lyrics_generator import generate_text, load_checkpoint
+from tasks.serving.lyrics_generator import generate, load_checkpoint, render, start_status
 
 # predict() is hinted with pd.DataFrame: it is what the declared signatures deliver, and without a
 # hint MLflow warns on every import (a filter cannot stop it: MLflow re-enables its warnings).
@@ -12,8 +12,11 @@ SAMPLING_DEFAULTS = {"length": 50, "temperature": 0.8, "top_k": 20, "top_p": 1.0
 
 
 class LyricsGenerator(mlflow.pyfunc.PythonModel):
-    """Input: a `start` column of start words. Output: `start` and generated `lyrics`.
-    Sampling is set per call through params (length, temperature, top_k, top_p, seed; seed -1 = random)."""
+    """Input: a `start` column of start words. Output, one row per input in order: `start`,
+    generated `lyrics` and `status`: "ok", or "empty" (blank start) / "unknown" (no word or
+    character the model knows), whose `lyrics` is null; one such row does not fail the request.
+    Sampling is set per call through params (length, temperature, top_k, top_p, seed; seed -1 =
+    random; row i uses seed + i)."""
 
     def load_context(self, context) -> None:
         self.model, self.vocab, self.tokenizer = load_checkpoint(context.artifacts["checkpoint"])
@@ -21,18 +24,26 @@ class LyricsGenerator(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         p = {**SAMPLING_DEFAULTS, **(params or {})}
         starts = model_input["start"].tolist() if isinstance(model_input, pd.DataFrame) else list(model_input)
-        lyrics = [
-            generate_text(
+        starts = [None if s is None or (isinstance(s, float) and s != s) else s for s in starts]  # NaN → None
+        lyrics, statuses = [], []
+        for i, start in enumerate(starts):
+            text = "" if start is None else str(start)
+            status, tokens = start_status(text, self.vocab, self.tokenizer)
+            statuses.append(status)
+            if status != "ok":
+                lyrics.append(None)
+                continue
+            out = generate(
                 self.model,
                 self.vocab,
-                self.tokenizer,
-                str(start),
+                tokens,
                 int(p["length"]),
                 temperature=float(p["temperature"]),
                 top_k=int(p["top_k"]),
                 top_p=float(p["top_p"]),
                 seed=None if int(p["seed"]) < 0 else int(p["seed"]) + i,
             )
-            for i, start in enumerate(starts)
-        ]
-        return pd.DataFrame({"start": starts, "lyrics": lyrics})
+            lyrics.append(render(out))
+        # object columns: a missing value stays None (JSON null), where pandas' str dtype would make it NaN
+        columns = {"start": starts, "lyrics": lyrics, "status": statuses}
+        return pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})

@@ -2,11 +2,13 @@
 the defaults they take from params.yaml: the store (`tracking.uri`) and each task's registered
 champion (`<task>.register.model_name` / `alias`)."""
 
+import argparse
 import os
 from pathlib import Path
 
+from tasks.common.cli import run_cli
 from tasks.common.errors import PipelineError
-from tasks.common.params import load_params, task_section
+from tasks.common.params import TASKS, load_params, task_section
 
 
 def champion_uri(task: str, params_file: str | Path = "params.yaml") -> str:
@@ -48,3 +50,40 @@ def load_pyfunc(uri: str, make_hint: str = "make run", params_file: str | Path =
             f"cannot load {uri} from {mlflow.get_tracking_uri()} ({str(exc).splitlines()[0]}); "
             f"train and register one with `{make_hint}`, or pass --model PATH/TO/model.pt"
         ) from exc
+
+
+def registered(uri: str, store: str) -> bool:
+    """Whether `models:/<name>@<alias>` resolves in `store` (other URIs: assumed to). A missing
+    SQLite file is not opened: MLflow would create an empty store to answer no."""
+    if not uri.startswith("models:/") or "@" not in uri:
+        return True
+    scheme, _, path = store.partition(":///")
+    if scheme == "sqlite" and path and not Path(path).is_file():
+        return False
+    import mlflow  # noqa: PLC0415
+
+    name, alias = uri.removeprefix("models:/").split("@", 1)
+    try:
+        mlflow.MlflowClient(store).get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return False
+    return True
+
+
+def main() -> None:
+    """`python -m tasks.serving.model_uri TASK [--params FILE]`: the task's champion URI and the
+    store holding it, one per line (what `make serve-model` serves); a one-line error when the
+    store has no such model."""
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("task", choices=TASKS)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    args = parser.parse_args()
+    uri, store = champion_uri(args.task, args.params), tracking_uri(args.params)
+    if not registered(uri, store):
+        raise PipelineError(f"{uri} is not in {store}; train and register one with `make {args.task}`")
+    print(uri)
+    print(store)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from tasks.common.errors import PipelineError
-from tasks.serving.lyrics_generator import generate, generate_text, load_checkpoint, render, sample_next, start_tokens
+from tasks.serving.lyrics_generator import (
+    generate,
+    generate_text,
+    load_checkpoint,
+    render,
+    sample_next,
+    start_status,
+    start_tokens,
+)
 from tasks.text.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
 from tests.helpers import ROOT, tiny_lyrics_run
 
@@ -171,3 +179,94 @@ def test_cli_unknown_start_is_a_one_line_error(trained, tmp_path):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error:") and "zzzz" in lines[0]
     assert result.stdout == ""
+
+
+# --- start texts it cannot use, and the checkpoint's segmentation backend -------------------------
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\u3000"])
+def test_start_tokens_blank_is_an_empty_error(text):
+    with pytest.raises(PipelineError, match="the start text is empty"):
+        start_tokens(text, small_vocab(), WORD_TOKENIZER)
+    assert start_status(text, small_vocab(), WORD_TOKENIZER) == ("empty", [])
+    assert start_status("zzzz", small_vocab(), WORD_TOKENIZER) == ("unknown", [])
+
+
+def test_start_tokens_segment_with_the_checkpoints_backend():
+    """A model trained with rjieba is started with rjieba: `4-5` is one token there, three in jieba."""
+    vocab = Vocab(SPECIALS + ["孩子", "4-5", "岁", "4", "-", "5"])
+    assert start_tokens("孩子4-5岁", vocab, {**WORD_TOKENIZER, "backend": "rjieba"}) == ["孩子", "4-5", "岁"]
+    assert start_tokens("孩子4-5岁", vocab, {**WORD_TOKENIZER, "backend": "jieba"}) == ["孩子", "4", "-", "5", "岁"]
+    assert start_tokens("孩子4-5岁", vocab, WORD_TOKENIZER) == ["孩子", "4", "-", "5", "岁"]  # old checkpoints: jieba
+
+
+class Context:
+    def __init__(self, checkpoint: Path):
+        self.artifacts = {"checkpoint": str(checkpoint)}
+
+
+def test_pyfunc_answers_a_status_per_row_instead_of_failing_the_batch(trained):
+    import io
+    import json
+
+    import pandas as pd
+    from mlflow.pyfunc.scoring_server import predictions_to_json
+
+    from tasks.serving.lyrics_pyfunc import LyricsGenerator
+
+    served = LyricsGenerator()
+    served.load_context(Context(trained[1]))
+    starts = ["天空", "", "zzzz", None, "   ", "天空"]
+    out = served.predict(None, pd.DataFrame({"start": starts}), params={"length": 5, "seed": 1})
+    assert list(out.columns) == ["start", "lyrics", "status"] and len(out) == len(starts)
+    assert out["status"].tolist() == ["ok", "empty", "unknown", "empty", "empty", "ok"]
+    assert out["lyrics"].iloc[1:5].isna().all()
+    buffer = io.StringIO()
+    predictions_to_json(out, buffer)  # what the scoring server sends back: null, not NaN
+    answers = json.loads(buffer.getvalue())["predictions"]
+    assert "NaN" not in buffer.getvalue() and answers[1] == {"start": "", "lyrics": None, "status": "empty"}
+    assert answers[3] == {"start": None, "lyrics": None, "status": "empty"}
+    model, vocab, tokenizer = load_checkpoint(trained[1])
+    # row i is sampled with seed + i, as before: a bad row does not shift the others
+    assert out["lyrics"].iloc[0] == generate_text(model, vocab, tokenizer, "天空", 5, top_k=20, seed=1)
+    assert out["lyrics"].iloc[5] == generate_text(model, vocab, tokenizer, "天空", 5, top_k=20, seed=6)
+
+
+@pytest.mark.parametrize("start", ["", "  "])
+def test_cli_empty_start_is_a_one_line_error(trained, tmp_path, start):
+    _, model_pt = trained
+    result = run_generate(tmp_path, "--model", str(model_pt), "--start", start, "--length", "5")
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["error: --start is empty; pass a start word or phrase, e.g. --start 分手"], result.stderr
+
+
+def test_cli_unknown_start_through_a_pyfunc_is_a_one_line_error(trained, tmp_path):
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from tasks.serving.lyrics_pyfunc import SAMPLING_DEFAULTS, LyricsGenerator
+
+    _, model_pt = trained
+    saved = tmp_path / "pyfunc"
+    example = pd.DataFrame({"start": ["天空"], "lyrics": ["天空..."], "status": ["ok"]})
+    signature = infer_signature(example[["start"]], example, params=SAMPLING_DEFAULTS)  # as lyrics' register does
+    mlflow.pyfunc.save_model(
+        saved, python_model=LyricsGenerator(), artifacts={"checkpoint": str(model_pt)}, signature=signature
+    )
+    env_store = f"sqlite:///{tmp_path / 'unused.db'}"  # a local model path needs no store, but the CLI asks for one
+    result = subprocess.run(
+        [sys.executable, "-m", "tasks.generate", "--model", str(saved), "--start", "zzzz", "--length", "5"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": env_store},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and result.stdout == "", result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("error: start text 'zzzz'") and "unknown" in line
