@@ -8,6 +8,8 @@ import json
 import pytest
 
 from benchmarks import serving
+from benchmarks.scoring_server import ping, served
+from benchmarks.serving_workload import body, post
 from tasks.serving.reviews_pyfunc import COLUMNS, MAX_REQUEST_CHARS
 from tests.helpers import run_reviews_stages
 
@@ -18,7 +20,7 @@ def test_served_model_under_load(reviews_params, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # MLflow's ./mlruns artifacts stay in tmp
     run_reviews_stages(reviews_params)
     store = reviews_params.tracking.uri
-    with serving.served("models:/review-sentiment@champion", store) as (url, server):
+    with served("models:/review-sentiment@champion", store) as (url, server):
         assert url.startswith("http://127.0.0.1:")
         figures = serving.load_test(url, server, requests=60, concurrency=4, max_seconds=300)
         assert figures["answered"] == 60 and figures["errors"] == 0, figures
@@ -28,7 +30,7 @@ def test_served_model_under_load(reviews_params, tmp_path, monkeypatch):
 
         # One request with each case, answered in order with the documented columns.
         texts = ["房间很好，服务满意", "", "   ", "zzqx wkpj", "房间很好，" * 20_000]
-        code, payload = serving.post(f"{url}/invocations", serving.body(texts), timeout=60)
+        code, payload = post(f"{url}/invocations", body(texts), timeout=60)
         assert code == 200
         answers = json.loads(payload)["predictions"]
         assert [list(a) for a in answers] == [COLUMNS] * len(texts)
@@ -40,6 +42,6 @@ def test_served_model_under_load(reviews_params, tmp_path, monkeypatch):
         refused = serving.over_limit(url, server)  # MAX_REQUEST_CHARS + 1 characters, ~3 MB of JSON
         assert refused["status"] == 400, refused
         assert refused["message"].startswith("request too large") and f"{MAX_REQUEST_CHARS:,}" in refused["message"]
-        code, _ = serving.post(f"{url}/invocations", serving.body(["好" * MAX_REQUEST_CHARS]), timeout=120)
+        code, _ = post(f"{url}/invocations", body(["好" * MAX_REQUEST_CHARS]), timeout=120)
         assert code == 200  # at the limit: answered
-        assert serving.ping(url)  # still serving after both
+        assert ping(url)  # still serving after both
