@@ -88,7 +88,7 @@ class TrainLoop(Section):
     plateau_patience: Count0
     warmup_epochs: Count0
     early_stopping_patience: Count
-    max_minutes: Positive
+    max_minutes: Positive | None
     num_threads: Count0
 
 

@@ -16,6 +16,7 @@ from tasks.lyrics.neural_cache import perplexities
 from tasks.serving.lyrics_generator import generate_text, load_checkpoint
 from tasks.text.vocab import Vocab, oov_rate, tokens_by_split
 from tasks.training.device import set_threads
+from tasks.training.run import stopped_by_of
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def evaluate(params, lp, task: str) -> dict:
     set_threads(lp.train.num_threads)
     model, vocab, tokenizer = load_checkpoint(Path(lp.train.output_dir) / "model.pt")
     metrics = perplexity_metrics(model, vocab, tokens_by_split(lp.split.output), cfg.ngram_order)
+    # what ended training (epochs | early_stopping | max_minutes), so a budget-cut run is not read as converged
+    metrics["stopped_by"] = stopped_by_of(Path(lp.train.output_dir) / "model.pt")
     sampling = {"temperature": cfg.temperature, "top_k": cfg.top_k, "seed": cfg.seed}
     samples = [
         f"## {start}\n{generate_text(model, vocab, tokenizer, start, cfg.sample_length, **sampling)}\n"

@@ -191,7 +191,12 @@ def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | 
     pieces = language_model_pieces(model, train_data, val_data, cfg, device)
     history = fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
     best = min(history, key=lambda r: r["val_loss"])
-    result = {"run_id": run_id, "epochs": len(history), "best_val_ppl": best["val_ppl"]}
+    result = {
+        "run_id": run_id,
+        "epochs": len(history),
+        "best_val_ppl": best["val_ppl"],
+        "stopped_by": history.stopped_by,
+    }
     if distributed.is_main():
         cache = fit_language_model_cache(model, val_stream, run_id) if cfg.continuous_cache else None
         save_outputs(
@@ -207,6 +212,7 @@ def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | 
                 "cache": cache,
             },
             history,
+            history.stopped_by,
         )
         result["cache"] = cache
     return result

@@ -19,6 +19,7 @@ from tasks.reviews.tfidf_baseline import fit_tfidf_baseline
 from tasks.reviews.train import class_weights
 from tasks.serving.review_predictor import ReviewModel, classify
 from tasks.training.device import set_threads
+from tasks.training.run import stopped_by_of
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ def evaluate(params, tp, task: str) -> dict:
     probs = classify(reviews.model, test_ids, reviews.device)  # (N, C)
     base_probs, chosen = baseline_probs(tp, tokens, labels, len(names))
     metrics = comparison_metrics(y_test, probs, base_probs, reviews.classes, chosen, cfg.baseline_ngram_max, test_texts)
+    # what ended training (epochs | early_stopping | max_minutes), so a budget-cut run is not read as converged
+    metrics["stopped_by"] = stopped_by_of(Path(tp.train.output_dir) / "model.pt")
 
     out = Path(cfg.output_dir)
     write_json(metrics, cfg.metrics)

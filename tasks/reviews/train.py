@@ -21,7 +21,7 @@ from tasks.reviews.ppmi_embeddings import ppmi_svd_embeddings
 from tasks.serving.review_predictor import classify
 from tasks.text.vocab import SPECIALS
 from tasks.training import distributed
-from tasks.training.loop import TaskPieces, fit
+from tasks.training.loop import History, TaskPieces, fit
 from tasks.training.run import fingerprint_of, save_outputs, start_tracking
 
 log = logging.getLogger(__name__)
@@ -225,17 +225,20 @@ def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | 
                 "classes": classes,
             },
             history,
+            history.stopped_by,
         )
     return summary(history, cfg.monitor, run_id)
 
 
-def summary(history: list[dict], monitor: str, run_id: str | None) -> dict:
-    """The stage's result: the MLflow run id, the epochs trained, the best epoch's val scores."""
+def summary(history: History, monitor: str, run_id: str | None) -> dict:
+    """The stage's result: the MLflow run id, the epochs trained and what stopped them, the best
+    epoch's val scores."""
     pick = min if monitor == "val_loss" else max
     best = pick(history, key=lambda r: r[monitor])
     return {
         "run_id": run_id,
         "epochs": len(history),
+        "stopped_by": history.stopped_by,
         "best_val_macro_f1": best["val_macro_f1"],
         "best_val_accuracy": best["val_accuracy"],
     }

@@ -1,8 +1,9 @@
 """The training loop both tasks share (`fit`), read top to bottom: epochs, then batches with
 zero_grad / backward / clip / step inline, validation, early stopping with the best weights
-restored, an epoch checkpoint that a killed run resumes from, and the `max_minutes` budget.
-What differs between the tasks (their batches, the loss of one batch, validation and the epoch's
-history row) comes in as a `TaskPieces`. Distributed under `torchrun`, rank 0 decides and writes
+restored, an epoch checkpoint that a killed run resumes from, and the opt-in `max_minutes` budget
+(off by default: a wall clock would make the model depend on the machine's speed). What differs
+between the tasks (their batches, the loss of one batch, validation and the epoch's history row)
+comes in as a `TaskPieces`. Distributed under `torchrun`, rank 0 decides and writes
 (tasks/training/distributed.py)."""
 
 import logging
@@ -70,6 +71,15 @@ def advance_lr(scheduler, cfg, epoch_score: float | None = None) -> None:
         scheduler.step(epoch_score)
 
 
+class History(list):
+    """`fit`'s result: the history rows (one dict per epoch), and what ended training in
+    `stopped_by`: "epochs" (train.epochs ran out), "early_stopping" (train.early_stopping_patience
+    epochs without improvement) or "max_minutes" (the opt-in wall-clock budget cut the run short).
+    A plain list to everything else (save it as `list(history)`: checkpoints load weights-only)."""
+
+    stopped_by: str = "epochs"
+
+
 @dataclass
 class Progress:
     """Where training stands after `epoch` epochs: what the epoch checkpoint holds besides the
@@ -100,19 +110,19 @@ def fit(
     on_epoch_end: Callable[[dict], None] | None = None,
     checkpoint: Path | None = None,
     fingerprint: str = "",
-) -> list[dict]:
-    """Train `model` in place and return the history rows; it ends with the best weights by
-    `task.monitor`. `checkpoint`: written after every epoch (by rank 0) and resumed from when it has
-    the same `fingerprint`. Distributed, every rank takes rank 0's epoch row and time verdict, so
-    all make the same schedule, best-weights and stopping decisions."""
+) -> History:
+    """Train `model` in place and return the history rows with what stopped training
+    (`History.stopped_by`); it ends with the best weights by `task.monitor`. `checkpoint`: written
+    after every epoch (by rank 0) and resumed from when it has the same `fingerprint`.
+    `cfg.max_minutes`: a wall-clock budget, None (the default) for none. Distributed, every rank
+    takes rank 0's epoch row and time verdict, so all make the same schedule, best-weights and
+    stopping decisions."""
     model.to(device)
     net = distributed.wrap(model, device, find_unused_parameters=task.find_unused_parameters)  # shares model's weights
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(optimizer, cfg, task.steps_per_epoch)
+    optimizer, scheduler = make_optimizer(model, cfg, task.steps_per_epoch)
     progress = resume(checkpoint, fingerprint, model, optimizer, scheduler, device)
     progress = progress or Progress(best_val=-math.inf if task.higher_is_better else math.inf)
-    started = time.monotonic()
+    started, stopped_by = time.monotonic(), "epochs"
     for epoch in range(progress.epoch + 1, cfg.epochs + 1):
         if progress.bad_epochs >= cfg.early_stopping_patience:
             break
@@ -131,7 +141,7 @@ def fit(
         seconds = time.perf_counter() - t0
         totals = dict(zip(totals, distributed.all_reduce_sum(*totals.values())))  # every rank's batches
         row = {"epoch": epoch, **task.epoch_row(epoch, totals, seconds, optimizer.param_groups[0]["lr"])}
-        row, out_of_time = distributed.from_main((row, (time.monotonic() - started) / 60 > cfg.max_minutes))
+        row, out_of_time = distributed.from_main((row, over_budget(cfg, started)))
         score = row[task.monitor]
         advance_lr(scheduler, cfg, -score if task.higher_is_better else score)  # plateau minimises
         progress.record(row, score, task.higher_is_better, model)
@@ -139,14 +149,37 @@ def fit(
             on_epoch_end(row)
         if checkpoint and distributed.is_main():
             save_checkpoint(checkpoint, fingerprint, model, optimizer, scheduler, progress)
-        if out_of_time:
-            log.info("stopping: train.max_minutes=%s reached", cfg.max_minutes)
+        # The budget is named as the reason only when it cut something: not on the last epoch, nor
+        # when early stopping would end the run here anyway.
+        if out_of_time and epoch < cfg.epochs and progress.bad_epochs < cfg.early_stopping_patience:
+            log.info("stopping: train.max_minutes=%s reached after epoch %d of %d", cfg.max_minutes, epoch, cfg.epochs)
+            stopped_by = "max_minutes"
             break
-    if progress.bad_epochs >= cfg.early_stopping_patience:
-        log.info("early stopping: no %s improvement for %d epochs", task.monitor, progress.bad_epochs)
+    return finish(model, progress, stopped_by, task.monitor, cfg.early_stopping_patience)
+
+
+def make_optimizer(model: nn.Module, cfg, steps_per_epoch: int):
+    """AdamW (decoupled weight decay) or Adam, and its LR schedule."""
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return optimizer, make_scheduler(optimizer, cfg, steps_per_epoch)
+
+
+def over_budget(cfg, started: float) -> bool:
+    """Whether the opt-in wall-clock budget (`max_minutes`, None: none) has run out."""
+    return cfg.max_minutes is not None and (time.monotonic() - started) / 60 > cfg.max_minutes
+
+
+def finish(model: nn.Module, progress: Progress, stopped_by: str, monitor: str, patience: int) -> History:
+    """Restore the best weights and name what ended training (early stopping wins over the others)."""
+    if progress.bad_epochs >= patience:
+        log.info("early stopping: no %s improvement for %d epochs", monitor, progress.bad_epochs)
+        stopped_by = "early_stopping"
     if progress.best_state is not None:
         model.load_state_dict(progress.best_state)
-    return progress.history
+    history = History(progress.history)
+    history.stopped_by = stopped_by
+    return history
 
 
 def resume(checkpoint: Path | None, fingerprint: str, model, optimizer, scheduler, device) -> Progress | None:

@@ -1,11 +1,13 @@
 """A training stage's bookkeeping: its MLflow run (reopened when a killed run resumes), the
-checkpoint fingerprint, and the files it writes (model.pt, history.csv, the run id)."""
+checkpoint fingerprint, the files it writes (model.pt, history.csv, the run id), and what stopped
+training (`stopped_by`: in model.pt, which evaluate copies into metrics.json, and as a run tag)."""
 
 import csv
 import io
 from collections.abc import Callable
 from pathlib import Path
 
+import mlflow
 import torch
 
 from tasks.common import tracking
@@ -45,13 +47,23 @@ def open_run(params, tp, task: str, fingerprint: str, checkpoint: Path, extra_ta
     return run_id
 
 
-def save_outputs(tp, run_id: str, checkpoint: Path, ckpt: dict, history: list[dict]) -> None:
+def save_outputs(tp, run_id: str, checkpoint: Path, ckpt: dict, history: list[dict], stopped_by: str) -> None:
+    """model.pt (with the params, the history and what stopped training), history.csv and the run
+    id; the run gets tag `stopped_by` (epochs | early_stopping | max_minutes)."""
     out = Path(tp.train.output_dir)
+    saved = {"params": tp.model_dump(mode="json", by_alias=True), "history": list(history), "stopped_by": stopped_by}
     with atomic_path(out / "model.pt") as tmp:
-        torch.save({**ckpt, "params": tp.model_dump(mode="json", by_alias=True), "history": history}, tmp)
+        torch.save({**ckpt, **saved}, tmp)
     write_text(history_csv(history), tp.train.history)
+    mlflow.MlflowClient().set_tag(run_id, "stopped_by", stopped_by)  # so a cut run is not taken for a converged one
     tracking.save_run_id(out, run_id)
     checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
+
+
+def stopped_by_of(model_pt: str | Path) -> str | None:
+    """What stopped the training that wrote `model_pt` (None for a checkpoint older than the key);
+    memory-mapped, so the weights are not read."""
+    return torch.load(model_pt, map_location="cpu", weights_only=True, mmap=True).get("stopped_by")
 
 
 def fingerprint_of(tp, vocab, split_path: str) -> str:
