@@ -48,12 +48,8 @@ def test_flow_then_dvc(project):
     out = sh([sys.executable, "-m", "flows.train_lyrics"], root, env)
     assert "test perplexity" in out.stdout
     metrics = json.loads((root / "reports/lyrics/metrics.json").read_text())
-    assert metrics["test_perplexity"] > 1 and metrics["kneser_ney_perplexity"] > 1
-    # both models are also reported without / with a cache of the recent text, on the same tokens
-    assert metrics["test_perplexity_without_cache"] > 1 and metrics["kneser_ney_cache_perplexity"] > 1
-    cache = torch.load(root / "models/lyrics/model.pt", weights_only=True)["cache"]
-    assert set(cache) >= {"theta", "lam", "window"} and 0 <= cache["lam"] < 1
-    assert metrics["cache_lambda"] == cache["lam"]
+    assert_metrics_are_the_saved_models(root, metrics)
+    assert metrics["stopped_by"] == "epochs"  # no wall-clock budget by default: the 2 epochs ran
     registered = json.loads((root / "reports/lyrics/registered.json").read_text())
     assert registered["version"] == "1" and registered["promoted"]
 
@@ -65,6 +61,7 @@ def test_flow_then_dvc(project):
     assert "val_ppl" in run.data.metrics and "test_perplexity" in run.data.metrics
     assert "val_ppl_with_cache" in run.data.metrics and "cache.lam" in run.data.params
     assert len(client.get_metric_history(run.info.run_id, "val_ppl")) == 2  # one point per epoch
+    assert run.data.tags["stopped_by"] == "epochs"
     mv = client.get_model_version_by_alias("lyrics-lm", "champion")
     assert mv.tags["prefect.flow_run_id"] == run.data.tags["prefect.flow_run_id"]
 
@@ -89,7 +86,43 @@ def test_flow_then_dvc(project):
     out = sh(["dvc", "repro"], root, env).stdout
     assert "Running stage" not in out  # nothing changed: a no-op
     assert "test_perplexity" in sh(["dvc", "metrics", "show"], root, env).stdout
-    assert json.loads((root / "reports/lyrics/registered.json").read_text())["version"] == "2"
+    # The same model from the same training run: register reuses its version, no duplicate.
+    registered = json.loads((root / "reports/lyrics/registered.json").read_text())
+    assert registered["version"] == "1" and "already holds the alias" in registered["reason"]
+    assert len(client.search_model_versions("name = 'lyrics-lm'")) == 1
+
+
+def assert_metrics_are_the_saved_models(root: Path, metrics: dict) -> None:
+    """metrics.json against what it claims to measure: the saved model (with the cache fitted on
+    validation) and the Kneser-Ney baseline on the test tokens, and a model that training improved."""
+    from tasks.lyrics.batching import lm_stream
+    from tasks.lyrics.kneser_ney import KneserNeyLM
+    from tasks.lyrics.model import RNNLanguageModel
+    from tasks.lyrics.neural_cache import fit_cache, perplexities
+    from tasks.serving.lyrics_generator import load_checkpoint
+    from tasks.text.vocab import tokens_by_split
+
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["lyrics"]
+    model, vocab, _ = load_checkpoint(root / "models/lyrics/model.pt")
+    splits = tokens_by_split(root / params["split"]["output"])
+    train, val, test = (lm_stream(splits[s], vocab) for s in ("train", "val", "test"))  # (N,) each
+    # The cache is the grid's best on validation for this model (lam 0 when it does not help there)
+    refit = fit_cache(model, val)
+    assert {k: model.cache[k] for k in ("theta", "lam", "window")} == {k: refit[k] for k in ("theta", "lam", "window")}
+    assert metrics["cache_lambda"] == model.cache["lam"]
+    # The headline numbers are this model's on the test tokens, without and with its cache...
+    alone, with_cache = perplexities(model, test, model.cache)
+    assert metrics["test_perplexity_without_cache"] == pytest.approx(alone, rel=1e-5)
+    assert metrics["test_perplexity"] == pytest.approx(with_cache, rel=1e-5)
+    # ...beside Kneser-Ney fitted on the train split and scored on the same tokens
+    kn = KneserNeyLM(params["evaluate"]["ngram_order"]).fit(train.tolist(), len(vocab))
+    assert metrics["kneser_ney_perplexity"] == pytest.approx(kn.perplexity(test.tolist()), rel=1e-9)
+    assert metrics["kneser_ney_perplexity"] < len(vocab)  # the baseline beats the uniform guess
+    # Training lowered the perplexity: below the same model at its initial weights (the train stage
+    # seeds before building it) and below the uniform guess over the vocabulary.
+    torch.manual_seed(params["train"]["seed"])
+    untrained = RNNLanguageModel(**torch.load(root / "models/lyrics/model.pt", weights_only=True)["model_args"])
+    assert alone < 0.95 * min(perplexities(untrained, test, None)[0], len(vocab))
 
 
 def _md5(path: Path) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -55,9 +56,17 @@ def test_stage_outputs(trained):
     params, _, tmp = trained
     rp = params.reviews
     metrics = json.loads(Path(rp.evaluate.metrics).read_text())
-    for key in ("accuracy", "precision_macro", "recall_macro", "macro_f1", "roc_auc"):
-        assert 0 <= metrics[f"test_{key}"] <= 1 and 0 <= metrics[f"baseline_{key}"] <= 1
     assert metrics["classes"] == ["0", "1"] and len(metrics["confusion_matrix"]) == 2
+    # The label follows the sentiment words: both models learn it. A model that answers one class
+    # scores the majority share and a macro-F1 of at most 0.5, and fails here.
+    for prefix in ("test", "baseline"):
+        cm = np.array(metrics[f"{prefix}_confusion_matrix" if prefix == "baseline" else "confusion_matrix"])
+        assert metrics[f"{prefix}_accuracy"] == pytest.approx(np.trace(cm) / cm.sum())  # rows true, columns predicted
+        assert (cm.sum(0) > 0).all(), f"{prefix}: predicts one class only"
+        assert metrics[f"{prefix}_accuracy"] >= cm.sum(1).max() / cm.sum() + 0.3  # far above the majority class
+        assert metrics[f"{prefix}_macro_f1"] >= 0.8 and metrics[f"{prefix}_roc_auc"] >= 0.9
+    assert metrics["test_macro_f1"] >= metrics["baseline_macro_f1"] - 0.15  # near the TF-IDF baseline
+    assert metrics["stopped_by"] == "epochs"  # the tiny params' 3 epochs ran; no budget is set by default
     # the baseline's C was chosen on validation from the params' grid, and the scores are reported
     scores = metrics["baseline_val_macro_f1_by_C"]
     assert len(scores) == len(rp.evaluate.baseline_C) and scores[f"{metrics['baseline_C']:g}"] == max(scores.values())
@@ -82,25 +91,48 @@ def test_stage_outputs(trained):
         assert mv.tags[tag]
 
 
+def new_training_run(params) -> None:
+    """Stand in for another training of the same model: a new MLflow run that register reads as the
+    pipeline's (a register of the same run reuses its version: tests/stages/test_registry.py)."""
+    import mlflow
+
+    from tasks.common import tracking
+
+    tracking.configure(params, "reviews")
+    with mlflow.start_run() as run:
+        pass
+    tracking.save_run_id(params.reviews.train.output_dir, run.info.run_id)
+
+
 def test_champion_moves_only_when_macro_f1_beats_it(trained):
     params, _, _ = trained
     metrics_path = Path(params.reviews.evaluate.metrics)
-    original = json.loads(metrics_path.read_text())
+    run_id_path = Path(params.reviews.train.output_dir) / "mlflow_run.json"
+    original, original_run = json.loads(metrics_path.read_text()), run_id_path.read_bytes()
     try:
         worse = {**original, "test_macro_f1": original["test_macro_f1"] - 0.01}
         metrics_path.write_text(json.dumps(worse))
+        new_training_run(params)
         result = register.run(params, task="reviews")
         assert not result["promoted"] and "does not beat" in result["reason"]
         better = {**original, "test_macro_f1": original["test_macro_f1"] + 0.01}
         metrics_path.write_text(json.dumps(better))
+        new_training_run(params)
         result = register.run(params, task="reviews")
         assert result["promoted"] and "beats" in result["reason"]
         other_split = {**worse, "eval_set_hash": "another-split"}
         metrics_path.write_text(json.dumps(other_split))
+        new_training_run(params)
         result = register.run(params, task="reviews")
         assert result["promoted"] and "not comparable" in result["reason"]
+        assert result["version"] == "4"  # one new version per training run
     finally:
         metrics_path.write_text(json.dumps(original))
+        run_id_path.write_bytes(original_run)
+
+
+# Reviews built from the corpus's sentiment words: a model that learned the label gets each right.
+CLEAR = {"房间很干净，服务也好": 1, "送餐太慢了，菜都凉了": 0, "房间很好，服务满意": 1, "菜太差，失望": 0}
 
 
 def test_pyfunc_takes_raw_text(trained):
@@ -108,9 +140,13 @@ def test_pyfunc_takes_raw_text(trained):
 
     model = mlflow.pyfunc.load_model("models:/review-sentiment@champion")
     out = model.predict(pd.DataFrame({"text": AWKWARD}))
-    assert list(out.columns) == ["label", "probability"] and len(out) == len(AWKWARD)
-    assert set(out["label"]) <= {0, 1} and out["probability"].between(0.5, 1).all()
+    # label and probability, and (the predict contract) null for a text the model cannot judge
+    assert {"label", "probability"} <= set(out.columns) and len(out) == len(AWKWARD)
+    judged = out[out["label"].notna()]
+    assert set(judged["label"]) <= {0, 1} and judged["probability"].between(0.5, 1).all()
     assert model.metadata.get_input_schema().input_names() == ["text"]
+    clear = model.predict(pd.DataFrame({"text": list(CLEAR)}))
+    assert list(clear["label"]) == list(CLEAR.values())  # right, not just a valid label
 
 
 def test_predict_cli_default_model(trained):
@@ -127,7 +163,8 @@ def test_predict_cli_default_model(trained):
     lines = proc.stdout.splitlines()
     assert len(lines) == 2
     label, prob, text = lines[0].split("\t")
-    assert label in {"0", "1"} and 0.5 <= float(prob) <= 1 and text == "房间很干净，服务也好"
+    assert label == "1" and 0.5 <= float(prob) <= 1 and text == "房间很干净，服务也好"
+    assert lines[1].split("\t")[0] == "0"  # 送餐太慢了，菜都凉了
 
 
 def predict_main(monkeypatch, capsys, args, stdin=None):
@@ -160,7 +197,8 @@ def test_predict_stdin_jsonl_file_and_awkward_texts(trained, monkeypatch, capsys
     )
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [r["text"] for r in rows] == lines
-    assert all(set(r) == {"text", "label", "probability"} and r["label"] in (0, 1) for r in rows)
+    assert all({"text", "label", "probability"} <= set(r) and r["label"] in (0, 1, None) for r in rows)
+    assert [r["label"] for r in rows if r["text"] in CLEAR] == [CLEAR[r["text"]] for r in rows if r["text"] in CLEAR]
     # A file, read in batches, through the registry URI.
     path = tmp / "in.txt"
     path.write_text("\n".join(["很好"] * 7) + "\n", encoding="utf-8")

@@ -9,11 +9,12 @@ from pydantic import ValidationError
 
 from tasks.common.errors import PipelineError
 from tasks.common.params import section_from_yaml
-from tasks.lyrics.batching import batchify
+from tasks.lyrics.batching import batchify, lm_stream
 from tasks.lyrics.model import RNNLanguageModel
 from tasks.lyrics.neural_cache import perplexities
 from tasks.lyrics.params import Model
 from tasks.lyrics.train import estimate_loss, output_args, train_language_model
+from tasks.text.vocab import tokens_by_split
 from tests.helpers import TRAIN_PATTERN, pattern_stream, tiny_lyrics_run, train_cfg
 
 CPU = torch.device("cpu")
@@ -100,9 +101,21 @@ def test_trained_adaptive_checkpoint_evaluates_generates_and_serves(tmp_path):
     ) as (params, results):
         model_pt = f"{params.lyrics.train.output_dir}/model.pt"
         model, vocab_, tokenizer = load_checkpoint(model_pt)
+        test = lm_stream(tokens_by_split(params.lyrics.split.output)["test"], vocab_)  # (N,)
     assert model.output == "adaptive"
     assert model.adaptive.cutoffs[:-1] == [8, 16]  # 1000 is beyond the tiny vocabulary
-    assert results["evaluate"]["test_perplexity"] > 1
+    # The reported perplexity is the saved model's full distribution over the test stream...
+    metrics = results["evaluate"]
+    with torch.no_grad():
+        scores, _ = model(test[:-1].view(-1, 1))  # (N-1, 1, V) log-probabilities
+    nll = -scores[:, 0].gather(1, test[1:, None]).mean().item()
+    assert metrics["test_perplexity_without_cache"] == pytest.approx(math.exp(nll), rel=1e-4)
+    # ...and training lowered it: well below the same model at its initial weights, and below the
+    # uniform guess over the vocabulary
+    torch.manual_seed(params.lyrics.train.seed)  # what the train stage seeds before building the model
+    untrained = RNNLanguageModel(**torch.load(model_pt, weights_only=True)["model_args"])
+    untrained_ppl = perplexities(untrained, test, None)[0]
+    assert metrics["test_perplexity_without_cache"] < 0.8 * min(untrained_ppl, len(vocab_))
     text = generate_text(model, vocab_, tokenizer, "天空", 8, seed=3)
     assert text.startswith("天空") and len(text) > 2
     assert text == generate_text(model, vocab_, tokenizer, "天空", 8, seed=3)

@@ -2,6 +2,7 @@
 
 import math
 import random
+import time
 
 import pytest
 import torch
@@ -101,6 +102,66 @@ def kn_data(seed=0):
     return ids
 
 
+def reference_kneser_ney(ids: list[int], order: int, vocab_size: int, continuation: bool = True):
+    """P(word | context) of interpolated Kneser-Ney written from its definition (Chen & Goodman,
+    1999), brute force: every count is a scan of the text. The highest order counts n-grams; each
+    lower order counts, for a gram g, the distinct words seen right before it, N1+(. g): that is
+    what makes it Kneser-Ney. One absolute discount per order, D = n1 / (n1 + 2 n2) over that
+    order's counts; the lowest order is interpolated with the uniform 1 / V.
+
+    continuation=False gives plain interpolated absolute discounting (raw counts at every order)."""
+    from functools import cache
+
+    @cache
+    def grams(k: int) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(ids[i : i + k]) for i in range(len(ids) - k + 1))
+
+    @cache
+    def count(gram: tuple[int, ...]) -> int:
+        if len(gram) == order or not continuation:
+            return grams(len(gram)).count(gram)
+        return len({g[0] for g in grams(len(gram) + 1) if g[1:] == gram})
+
+    @cache
+    def discount(k: int) -> float:
+        counts = [count(g) for g in set(grams(k))]
+        n1, n2 = counts.count(1), counts.count(2)
+        return n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
+
+    def p(k: int, h: tuple[int, ...], w: int) -> float:
+        if k == 0:
+            return 1 / vocab_size
+        lower = p(k - 1, h[1:], w)
+        counts = [count(h + (v,)) for v in range(vocab_size)]
+        total = sum(counts)
+        if total == 0:  # unseen context: the lower order alone
+            return lower
+        d = discount(k)
+        return max(counts[w] - d, 0) / total + d * sum(c > 0 for c in counts) / total * lower
+
+    def prob(context: tuple[int, ...], word: int) -> float:
+        k = min(order, len(context) + 1)  # a short context (start of the text) uses the orders it has
+        return p(k, tuple(context[len(context) - (k - 1) :]) if k > 1 else (), word)
+
+    return prob
+
+
+KN_CONTEXTS = [(), (4,), (8,), (7,), (4, 5), (7, 8), (6, 7, 8), (12, 13), (13,), (5, 12), (3, 4, 9)]
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_kneser_ney_matches_a_brute_force_reference(order):
+    ids, V = kn_data()[:600], 14  # ids 12 and 13 never occur in training
+    lm = KneserNeyLM(order).fit(ids, V)
+    reference = reference_kneser_ney(ids, order, V)
+    for context in KN_CONTEXTS:
+        for w in range(V):
+            assert lm.prob(context, w) == pytest.approx(reference(context, w), rel=1e-12, abs=1e-15), (context, w)
+    if order > 1:  # the reference tells Kneser-Ney from absolute discounting, so the pin does too
+        plain = reference_kneser_ney(ids, order, V, continuation=False)
+        assert max(abs(lm.prob(c, w) - plain(c, w)) for c in KN_CONTEXTS for w in range(V)) > 0.01
+
+
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 def test_kneser_ney_probabilities_sum_to_one(order):
     V = 14  # ids 12 and 13 never occur in training
@@ -125,9 +186,9 @@ def test_kneser_ney_perplexity_lower_on_training_text_than_shuffled():
 # --- training -----------------------------------------------------------------------------------
 
 
-def new_model(seed=0, cell="lstm"):
+def new_model(seed=0, cell="lstm", dropout=0.0):
     torch.manual_seed(seed)
-    return RNNLanguageModel(V, 16, 16, 1, cell=cell, dropout=0.0, tie_weights=True)
+    return RNNLanguageModel(V, 16, 16, 1, cell=cell, dropout=dropout, tie_weights=True)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -139,6 +200,7 @@ def test_training_loss_falls(tmp_path, cell):
     returned = train_language_model(model, train, val, train_cfg(tmp_path, epochs=4), CPU, history.append)
     assert [r["epoch"] for r in history] == [1, 2, 3, 4]
     assert returned == history  # one dict per epoch, the same ones that are returned
+    assert returned.stopped_by == "epochs"  # all 4 ran
     assert set(history[0]) >= {"epoch", "train_loss", "val_loss", "train_ppl", "val_ppl", "lr"}
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["val_loss"] < history[0]["val_loss"]
@@ -162,31 +224,68 @@ def test_early_stopping(tmp_path):
     history = train_language_model(
         new_model(seed=1), train, val, train_cfg(tmp_path, epochs=30, early_stopping_patience=2), CPU
     )
-    assert len(history) < 30
+    assert len(history) < 30 and history.stopped_by == "early_stopping"
     best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
     assert history[-1]["epoch"] == best_epoch + 2
+
+
+class Clock:
+    """A stand-in for the loop's `time` module: monotonic() is 0 at the first reading, then an hour
+    on (a budget of any minutes has run out by the end of the first epoch)."""
+
+    def __init__(self):
+        self.readings = 0
+        self.perf_counter = time.perf_counter
+
+    def monotonic(self) -> float:
+        self.readings += 1
+        return 0.0 if self.readings == 1 else 3600.0
+
+
+def test_max_minutes_stops_only_when_set(tmp_path, monkeypatch):
+    from tasks.training import loop
+
+    train = pattern_stream(TRAIN_PATTERN, 20, 4)
+    val = pattern_stream(TRAIN_PATTERN, 4, 2)
+    monkeypatch.setattr(loop, "time", Clock())
+    cut = train_language_model(new_model(), train, val, train_cfg(tmp_path, epochs=4, max_minutes=1), CPU)
+    assert len(cut) == 1 and cut.stopped_by == "max_minutes"
+    monkeypatch.setattr(loop, "time", Clock())
+    off = train_language_model(new_model(), train, val, train_cfg(tmp_path, epochs=4, max_minutes=None), CPU)
+    assert len(off) == 4 and off.stopped_by == "epochs"  # an hour passed, and no budget was set
+    assert [r["val_loss"] for r in off[:1]] == [r["val_loss"] for r in cut]  # the budget changes nothing else
 
 
 COMPARED = ("epoch", "train_loss", "val_loss", "lr")
 
 
 def test_resume_from_checkpoint(tmp_path):
+    """With dropout on, so a resumed run must restore the RNG to draw the masks an uninterrupted
+    run draws: it ends with the uninterrupted run's weights exactly."""
     train = pattern_stream(TRAIN_PATTERN, 20, 4)
     val = pattern_stream(TRAIN_PATTERN, 4, 2)
     checkpoint = tmp_path / "ckpt" / "last.pt"
 
     # a run "killed" after 2 epochs leaves its checkpoint behind
     first = train_language_model(
-        new_model(seed=0), train, val, train_cfg(tmp_path, epochs=2), CPU, checkpoint=checkpoint, fingerprint="fp-1"
+        new_model(seed=0, dropout=0.5),
+        train,
+        val,
+        train_cfg(tmp_path, epochs=2),
+        CPU,
+        checkpoint=checkpoint,
+        fingerprint="fp-1",
     )
     assert checkpoint.exists()
     saved = torch.load(checkpoint, weights_only=True)
     assert saved["epoch"] == 2 and saved["fingerprint"] == "fp-1"
 
-    # a fresh process: new model (other init), same checkpoint and fingerprint -> resumes at epoch 3
+    # a fresh process: new model (other init, other RNG state), same checkpoint and fingerprint ->
+    # resumes at epoch 3
     seen: list[dict] = []
+    resumed_model = new_model(seed=99, dropout=0.5)
     resumed = train_language_model(
-        new_model(seed=99),
+        resumed_model,
         train,
         val,
         train_cfg(tmp_path, epochs=4),
@@ -200,10 +299,14 @@ def test_resume_from_checkpoint(tmp_path):
     assert resumed[:2] == first
 
     # and it continues exactly where an uninterrupted run would be
-    straight = train_language_model(new_model(seed=0), train, val, train_cfg(tmp_path, epochs=4), CPU)
+    straight_model = new_model(seed=0, dropout=0.5)
+    straight = train_language_model(straight_model, train, val, train_cfg(tmp_path, epochs=4), CPU)
     for got, want in zip(resumed, straight):
         for key in COMPARED:
-            assert got[key] == pytest.approx(want[key], rel=1e-4), (got["epoch"], key)
+            assert got[key] == want[key], (got["epoch"], key)
+    want = straight_model.state_dict()
+    for name, tensor in resumed_model.state_dict().items():
+        assert torch.equal(tensor, want[name]), name
 
 
 def test_checkpoint_with_other_fingerprint_is_ignored(tmp_path):

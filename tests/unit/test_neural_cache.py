@@ -1,16 +1,17 @@
 """The continuous cache of the language model and the unigram cache of the n-gram baseline:
 probabilities against brute force, the fit on validation, and perplexity with / without."""
 
+import itertools
 import math
 from collections import Counter
 
 import pytest
 import torch
 
-from tasks.lyrics.kneser_ney import KneserNeyLM, fit_unigram_cache, unigram_cache_probs
+from tasks.lyrics.kneser_ney import CACHE_LAMBDAS, CACHE_WINDOWS, KneserNeyLM, fit_unigram_cache, unigram_cache_probs
 from tasks.lyrics.kneser_ney import perplexities as kn_perplexities
 from tasks.lyrics.model import RNNLanguageModel
-from tasks.lyrics.neural_cache import cache_probs, fit_cache, perplexities, stream_states
+from tasks.lyrics.neural_cache import LAMBDAS, THETAS, WINDOWS, cache_probs, fit_cache, perplexities, stream_states
 from tasks.lyrics.train import estimate_loss
 
 V = 40
@@ -91,12 +92,40 @@ def test_unigram_cache_counts_the_window_before_each_token():
         assert got[i - 1] == pytest.approx(Counter(recent)[ids[i]] / len(recent))
 
 
+def test_fit_cache_picks_the_grid_point_with_the_lowest_validation_perplexity():
+    """fit_cache against a search written out here: every (theta, window, lam) of the grid, lam = 0
+    (off) included, mixed by hand; the pick is the minimum and its reported perplexities are right."""
+    model, val = model_of(), repeating_stream(seed=2)
+    h, logp = stream_states(model, val)
+    p_model = logp.exp().double()
+    scores = {}
+    for theta, window, lam in itertools.product(THETAS, WINDOWS, LAMBDAS):
+        p_cache, _ = cache_probs(h, val[1:], theta, window)
+        mixed = torch.cat([p_model[:1], (1 - lam) * p_model[1:] + lam * p_cache[1:].double()])  # step 0: no cache
+        scores[theta, window, lam] = math.exp(-mixed.log().mean().item())
+    cache = fit_cache(model, val)
+    best = min(scores.values())
+    assert cache["lam"] > 0 and scores[cache["theta"], cache["window"], cache["lam"]] == pytest.approx(best, rel=1e-6)
+    assert cache["val_ppl_with"] == pytest.approx(best, rel=1e-6)
+    assert cache["val_ppl_without"] == pytest.approx(scores[THETAS[0], WINDOWS[0], 0.0], rel=1e-6)
+
+
 def test_kneser_ney_with_a_fitted_cache_beats_it_without_on_repeated_text():
     train = torch.randint(4, V, (2000,), generator=torch.Generator().manual_seed(5)).tolist()
     kn = KneserNeyLM(3).fit(train, V)
     val, test = repeating_stream(seed=6).tolist(), repeating_stream(seed=7).tolist()
     cache = fit_unigram_cache(kn, val)
-    assert 0 < cache["lam"] < 1 and cache["window"] > 0
+    # The pick minimises validation perplexity over the whole grid, each point computed by hand
+    # (the share of the target among the `window` tokens before it, mixed with weight lam).
+    p_kn = [kn.prob(tuple(val[max(0, i - 2) : i]), val[i]) for i in range(1, len(val))]
+
+    def val_ppl(lam: float, window: int) -> float:
+        recent = [Counter(val[max(0, i - window) : i])[val[i]] / min(i, window) for i in range(1, len(val))]
+        return math.exp(-sum(math.log((1 - lam) * p + lam * c) for p, c in zip(p_kn, recent)) / len(p_kn))
+
+    grid = {(lam, w): val_ppl(lam, w) for lam in CACHE_LAMBDAS for w in CACHE_WINDOWS}
+    assert val_ppl(cache["lam"], cache["window"]) == pytest.approx(min(grid.values()), rel=1e-9)
+    assert val_ppl(cache["lam"], cache["window"]) < kn.perplexity(val)  # the cache helps on repeated text
     alone, with_cache = kn_perplexities(kn, test, cache)
     assert alone == pytest.approx(kn.perplexity(test))
     assert math.isfinite(with_cache) and with_cache < alone

@@ -6,6 +6,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from tasks.common.params import section_from_yaml
 from tasks.reviews.batching import bucket_batches, encode_texts, pad_batch
@@ -41,7 +42,13 @@ def test_classifier_shapes_with_packed_batches(cell, pooling, bidirectional):
     # Padding must not change an answer: the same review alone (no padding) gives the same logits.
     alone = model(*pad_batch(seqs, [1]))
     assert torch.allclose(logits[1], alone[0], atol=1e-5)
-    logits.sum().backward()  # gradients flow through the packed sequence
+    # Gradients flow through the packed sequence and the pooling to every trainable parameter
+    nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2])).backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, f"{name}: no gradient"
+        assert torch.isfinite(param.grad).all(), f"{name}: non-finite gradient"
+        assert param.grad.abs().sum() > 0, f"{name}: zero gradient"
+    assert model.embedding.weight.grad[0].eq(0).all()  # the padding row learns nothing
 
 
 def test_encode_truncates_to_max_len_and_never_returns_empty():
