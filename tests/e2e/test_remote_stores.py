@@ -2,6 +2,7 @@
 server with its own backend and artifact store, and a Prefect server with a process work pool and
 a worker (the alternative to `flows.serve`)."""
 
+import contextlib
 import hashlib
 import re
 import subprocess
@@ -146,8 +147,15 @@ def test_process_work_pool_worker_runs_the_deployment(tmp_path):
         out = sh(run, tmp_path, env, timeout=600)
         assert "Completed" in out.stdout, out.stdout[-2000:]
         flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1)
-        logs = sh([prefect, "flow-run", "logs", flow_run_id], tmp_path, env).stdout
-        assert logs.count("Finished in state Cached") == 7, logs[-3000:]
+
+        def cached_lines() -> int:
+            logs = sh([prefect, "flow-run", "logs", flow_run_id], tmp_path, env).stdout
+            return logs.count("Finished in state Cached")
+
+        # Logs reach the API asynchronously, after --watch may have returned: wait (bounded) for them.
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: cached_lines() >= 7, 60, "the flow run's task logs")
+        assert cached_lines() == 7
     finally:
         stop(worker)
         stop(server)
