@@ -17,11 +17,15 @@ word followed by runs of empty lines).
 """
 
 import itertools
+import logging
 import math
 
 import torch
 
+from tasks.common.progress import Tracker
 from tasks.lyrics.model import RNNLanguageModel
+
+log = logging.getLogger(__name__)
 
 THETAS = (0.1, 0.3, 1.0, 3.0)  # flatness of the match over cached states
 LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -31,22 +35,24 @@ CHUNK = 512  # query rows scored at a time (memory: CHUNK x (window + CHUNK))
 
 @torch.no_grad()
 def stream_states(
-    model: RNNLanguageModel, stream: torch.Tensor, steps: int = 1024
+    model: RNNLanguageModel, stream: torch.Tensor, steps: int = 1024, label: str = "scoring"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-layer outputs and the model's log-probability of each next token, state carried along.
 
     stream: (N,) ids. Returns h (N-1, H): the output after reading stream[t]; logp (N-1,): log
-    p_model(stream[t+1] | stream[..t])."""
+    p_model(stream[t+1] | stream[..t]). `label` names the pass in the progress display."""
     model.eval()
     device = next(model.parameters()).device
     x = stream.view(-1, 1)  # (N, 1)
     hidden, outs, logps = None, [], []
-    for i in range(0, x.size(0) - 1, steps):
-        xi = x[i : min(i + steps, x.size(0) - 1)].to(device)  # (T, 1)
-        yi = x[i + 1 : i + 1 + xi.size(0)].to(device)  # (T, 1)
-        out, hidden = model.features(xi, hidden)  # (T, 1, H)
-        logps.append(model.target_log_probs(out, yi)[:, 0].float().cpu())  # (T,)
-        outs.append(out[:, 0].float().cpu())  # (T, H)
+    with Tracker(x.size(0) - 1, label, "tokens", log) as done:
+        for i in range(0, x.size(0) - 1, steps):
+            xi = x[i : min(i + steps, x.size(0) - 1)].to(device)  # (T, 1)
+            yi = x[i + 1 : i + 1 + xi.size(0)].to(device)  # (T, 1)
+            out, hidden = model.features(xi, hidden)  # (T, 1, H)
+            logps.append(model.target_log_probs(out, yi)[:, 0].float().cpu())  # (T,)
+            outs.append(out[:, 0].float().cpu())  # (T, H): .cpu() syncs, so the count is of finished work
+            done.update(xi.size(0))
     return torch.cat(outs), torch.cat(logps)
 
 
@@ -81,16 +87,18 @@ def mixed_nll(logp_model: torch.Tensor, p_cache: torch.Tensor, has_cache: torch.
 def fit_cache(model: RNNLanguageModel, val_stream: torch.Tensor) -> dict:
     """Grid-search (theta, lam, window) on the validation stream; returns them with the validation
     perplexity before and after. lam = 0 is in the grid: a cache that does not help stays off."""
-    h, logp = stream_states(model, val_stream)
+    h, logp = stream_states(model, val_stream, label="cache fit: validation")
     targets = val_stream[1:]
     plain = float(-logp.mean())
     best = {"theta": 0.0, "lam": 0.0, "window": 0, "nll": plain}
-    for theta, window in itertools.product(THETAS, WINDOWS):
-        p_cache, has_cache = cache_probs(h, targets, theta, window)
-        for lam in LAMBDAS[1:]:
-            nll = mixed_nll(logp, p_cache, has_cache, lam)
-            if nll < best["nll"]:
-                best = {"theta": theta, "lam": lam, "window": window, "nll": nll}
+    with Tracker(len(THETAS) * len(WINDOWS), "cache fit: grid", "settings", log) as done:
+        for theta, window in itertools.product(THETAS, WINDOWS):
+            p_cache, has_cache = cache_probs(h, targets, theta, window)
+            for lam in LAMBDAS[1:]:
+                nll = mixed_nll(logp, p_cache, has_cache, lam)
+                if nll < best["nll"]:
+                    best = {"theta": theta, "lam": lam, "window": window, "nll": nll}
+            done.update()
     return {
         "theta": best["theta"],
         "lam": best["lam"],
@@ -106,7 +114,7 @@ def perplexities(
     """exp(mean NLL) of stream[1:], each target given all the tokens before it (the targets the
     n-gram baseline scores): (the model alone, the model with its fitted cache). Both are the same
     when `cache` is None or its lam is 0. `steps`: tokens run at a time, the state carried across."""
-    h, logp = stream_states(model, stream, steps)
+    h, logp = stream_states(model, stream, steps, label="perplexity")
     plain = math.exp(float(-logp.mean()))
     if not cache or cache["lam"] == 0:
         return plain, plain

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from tasks.common.atomic import atomic_path
 from tasks.common.errors import PipelineError
 from tasks.common.parallel import ordered_map, start_method, usable_cores
+from tasks.common.progress import Tracker
 from tasks.common.sections import Tokenize
 from tasks.text.segment import output_schema, rjieba_tokenizer, segmenter, tokenize_batch, user_dict_lines
 
@@ -71,14 +72,22 @@ def tokenized_batches(pf: pq.ParquetFile, cfg: Tokenize, keep_text: bool) -> Ite
     )
 
 
-def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: str) -> dict:
+def write_batches(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: str, total_rows: int | None = None
+) -> dict:
     """Stream batches into Parquet (zstd, one row group per batch) via a temp file renamed at the end;
-    returns the row and token counts, counted on the way."""
+    returns the row and token counts, counted on the way. `total_rows` (the input's, from its
+    Parquet metadata) is what the progress display counts towards."""
     rows = n_tokens = 0
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+    with (
+        atomic_path(path) as tmp,
+        pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
+        Tracker(total_rows, "tokenize", "rows", log) as done,
+    ):
         for batch in batches:
             writer.write_batch(batch)
             rows += batch.num_rows
+            done.update(batch.num_rows)
             n_tokens += pc.sum(pc.list_value_length(batch.column("tokens"))).as_py() or 0
     return {"rows": rows, "tokens": n_tokens}
 
@@ -86,7 +95,8 @@ def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: st
 def tokenize_file(cfg: Tokenize, keep_text: bool = False) -> dict:
     """`cfg.input` → `cfg.output`, streamed; returns the row and token counts."""
     pf = open_input(cfg.input)
-    return write_batches(tokenized_batches(pf, cfg, keep_text), output_schema(pf.schema_arrow, keep_text), cfg.output)
+    schema, rows = output_schema(pf.schema_arrow, keep_text), pf.metadata.num_rows
+    return write_batches(tokenized_batches(pf, cfg, keep_text), schema, cfg.output, rows)
 
 
 def plan_shards(cfg: Tokenize, shard_rows: int) -> list[tuple[int, int]]:
@@ -126,8 +136,9 @@ def tokenize_shard(cfg: Tokenize, start: int, stop: int, keep_text: bool = False
 
 def write_tables(tables: Iterable[pa.Table], cfg: Tokenize, keep_text: bool = False) -> dict:
     """Merge shard outputs, in the order given, into `cfg.output` (atomically)."""
-    schema = output_schema(open_input(cfg.input).schema_arrow, keep_text)
-    counts = write_batches((b for t in tables for b in t.to_batches(max_chunksize=cfg.batch_rows)), schema, cfg.output)
+    pf = open_input(cfg.input)
+    batches = (b for t in tables for b in t.to_batches(max_chunksize=cfg.batch_rows))
+    counts = write_batches(batches, output_schema(pf.schema_arrow, keep_text), cfg.output, pf.metadata.num_rows)
     log.info(
         "tokenize (%s, %s, shards): %d rows, %d tokens -> %s",
         cfg.level,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tasks.common.atomic import atomic_path
+from tasks.common.progress import EpochProgress
 from tasks.training import distributed
 
 log = logging.getLogger(__name__)
@@ -123,10 +124,12 @@ def fit(
     progress = resume(checkpoint, fingerprint, model, optimizer, scheduler, device)
     progress = progress or Progress(best_val=-math.inf if task.higher_is_better else math.inf)
     started, stopped_by = time.monotonic(), "epochs"
+    watch = EpochProgress(cfg.epochs, task.steps_per_epoch, task.counts[0], log, enabled=distributed.is_main())
     for epoch in range(progress.epoch + 1, cfg.epochs + 1):
         if progress.bad_epochs >= cfg.early_stopping_patience:
             break
         model.train()
+        watch.start(epoch)
         t0, hidden, totals = time.perf_counter(), None, {"loss": 0.0, **dict.fromkeys(task.counts, 0)}
         for batch in task.batches(epoch):
             loss, hidden, sizes = task.batch_loss(net, batch, hidden)  # loss: mean over sizes[0] items
@@ -135,10 +138,11 @@ def fit(
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)  # RNNs explode without it
             optimizer.step()
             advance_lr(scheduler, cfg)
-            totals["loss"] += loss.item() * sizes[0]  # back to a sum, so batches of any size weigh right
-            for name, n in zip(task.counts, sizes):
-                totals[name] += n
+            loss_value = loss.item()  # the one sync per batch, shared with the progress display
+            add_batch(totals, task.counts, loss_value, sizes)
+            watch.step(sizes[0], loss_value)
         seconds = time.perf_counter() - t0
+        watch.end()  # before epoch_row, whose summary line takes the bar's place
         totals = dict(zip(totals, distributed.all_reduce_sum(*totals.values())))  # every rank's batches
         row = {"epoch": epoch, **task.epoch_row(epoch, totals, seconds, optimizer.param_groups[0]["lr"])}
         row, out_of_time = distributed.from_main((row, over_budget(cfg, started)))
@@ -156,6 +160,14 @@ def fit(
             stopped_by = "max_minutes"
             break
     return finish(model, progress, stopped_by, task.monitor, cfg.early_stopping_patience)
+
+
+def add_batch(totals: dict[str, float], counts: tuple[str, ...], loss_value: float, sizes: tuple[int, ...]) -> None:
+    """Add one batch to the epoch's totals: its loss back to a sum (so batches of any size weigh
+    right, sizes[0] being what the mean was over) and its counts."""
+    totals["loss"] += loss_value * sizes[0]
+    for name, n in zip(counts, sizes):
+        totals[name] += n
 
 
 def make_optimizer(model: nn.Module, cfg, steps_per_epoch: int):
