@@ -8,27 +8,16 @@ keeps identical texts together) keep their `text` column beside `tokens`.
     python -m tasks.tokenize [--task lyrics|reviews] [--params params.yaml] [--set lyrics.tokenize.level=char]
 """
 
-import logging
-
 from tasks.catalog import task_package
 from tasks.common.cli import stage_main
 from tasks.common.params import task_section
-from tasks.text.tokenize_stream import tokenize_file
-
-log = logging.getLogger(__name__)
+from tasks.text.tokenize_stream import log_counts, tokenize_file
 
 
 def run(params, task: str = "lyrics") -> dict:
     cfg = task_section(params, task).tokenize
     counts = tokenize_file(cfg, keep_text=task_package(task).KEEP_TEXT)
-    log.info(
-        "tokenize (%s, %s): %d rows, %d tokens -> %s",
-        cfg.level,
-        cfg.backend,
-        counts["rows"],
-        counts["tokens"],
-        cfg.output,
-    )
+    log_counts(cfg, counts)
     return counts
 
 

@@ -20,7 +20,7 @@ from tasks.text.vocab import tokens_by_split
 from tasks.training import distributed
 from tasks.training.device import autocast
 from tasks.training.loop import TaskPieces, fit
-from tasks.training.run import fingerprint_of, save_outputs, start_tracking
+from tasks.training.run import prepare_run, save_outputs
 
 log = logging.getLogger(__name__)
 
@@ -175,19 +175,8 @@ def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | 
     train_data, val_data, val_stream, n_train_tokens = load_streams(lp, vocab)
     model_args = {"vocab_size": len(vocab), **lp.model.model_dump(), **output_args(lp.model, len(vocab))}
     model = RNNLanguageModel(**model_args)
-    if distributed.world_size() > 1:
-        torch.manual_seed(cfg.seed + distributed.rank())  # same initial weights, own dropout masks
-    fingerprint = fingerprint_of(lp, vocab, lp.split.output)
-    checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
-    run_id, on_epoch_end = start_tracking(
-        params,
-        lp,
-        task,
-        fingerprint,
-        checkpoint,
-        extra_tags,
-        {"vocab.size": len(vocab), "data.train_tokens": n_train_tokens, "device": str(device)},
-    )
+    logged = {"vocab.size": len(vocab), "data.train_tokens": n_train_tokens, "device": str(device)}
+    run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(params, lp, vocab, task, extra_tags, logged)
     pieces = language_model_pieces(model, train_data, val_data, cfg, device)
     history = fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
     best = min(history, key=lambda r: r["val_loss"])

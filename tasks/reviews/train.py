@@ -22,7 +22,7 @@ from tasks.serving.review_predictor import classify
 from tasks.text.vocab import SPECIALS
 from tasks.training import distributed
 from tasks.training.loop import History, TaskPieces, fit
-from tasks.training.run import fingerprint_of, save_outputs, start_tracking
+from tasks.training.run import prepare_run, save_outputs
 
 log = logging.getLogger(__name__)
 
@@ -186,25 +186,14 @@ def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | 
     model = RNNClassifier(**model_args)
     if cfg.embedding_init == "ppmi":
         init_embedding(model.embedding, train_seqs, cfg)
-    if distributed.world_size() > 1:
-        torch.manual_seed(cfg.seed + distributed.rank())  # same initial weights, own dropout masks
-    fingerprint = fingerprint_of(tp, vocab, tp.split.output)
-    checkpoint = Path(cfg.checkpoint_dir) / "last.pt"
-    run_id, on_epoch_end = start_tracking(
-        params,
-        tp,
-        task,
-        fingerprint,
-        checkpoint,
-        extra_tags,
-        {
-            "vocab.size": len(vocab),
-            "data.train_reviews": len(train_seqs),
-            "data.classes": len(classes),
-            "class_weights": "none" if weights is None else ",".join(f"{w:.3f}" for w in weights.tolist()),
-            "device": str(device),
-        },
-    )
+    logged = {
+        "vocab.size": len(vocab),
+        "data.train_reviews": len(train_seqs),
+        "data.classes": len(classes),
+        "class_weights": "none" if weights is None else ",".join(f"{w:.3f}" for w in weights.tolist()),
+        "device": str(device),
+    }
+    run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(params, tp, vocab, task, extra_tags, logged)
     if weights is not None:
         log.info("classes are imbalanced: loss weights %s", dict(zip(classes, weights.tolist())))
     pieces = classifier_pieces(model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights)

@@ -139,12 +139,12 @@ def write_tables(tables: Iterable[pa.Table], cfg: Tokenize, keep_text: bool = Fa
     pf = open_input(cfg.input)
     batches = (b for t in tables for b in t.to_batches(max_chunksize=cfg.batch_rows))
     counts = write_batches(batches, output_schema(pf.schema_arrow, keep_text), cfg.output, pf.metadata.num_rows)
-    log.info(
-        "tokenize (%s, %s, shards): %d rows, %d tokens -> %s",
-        cfg.level,
-        cfg.backend,
-        counts["rows"],
-        counts["tokens"],
-        cfg.output,
-    )
+    log_counts(cfg, counts, "shards")
     return counts
+
+
+def log_counts(cfg: Tokenize, counts: dict, how: str = "") -> None:
+    """The tokenize stage's summary line, the same whichever way it ran."""
+    how = f", {how}" if how else ""
+    log.info("tokenize (%s, %s%s): %d rows, %d tokens -> %s", cfg.level, cfg.backend, how, counts["rows"],
+             counts["tokens"], cfg.output)  # fmt: skip

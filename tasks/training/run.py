@@ -91,3 +91,15 @@ def _resumable_run_id(checkpoint: Path, fingerprint: str) -> str | None:
         saved_fp, _, run_id = marker.read_text().partition(" ")
         return run_id if saved_fp == fingerprint else None
     return None
+
+
+def prepare_run(params, tp, vocab, task: str, extra_tags: dict[str, str] | None, logged: dict):
+    """What both trainers do once their model is built: under torchrun each rank draws its own
+    dropout masks (the initial weights were drawn alike), then the epoch checkpoint to resume from,
+    its fingerprint, and (rank 0) the MLflow run. Returns (run_id, on_epoch_end, checkpoint, fingerprint)."""
+    if distributed.world_size() > 1:
+        torch.manual_seed(tp.train.seed + distributed.rank())
+    fingerprint = fingerprint_of(tp, vocab, tp.split.output)
+    checkpoint = Path(tp.train.checkpoint_dir) / "last.pt"
+    run_id, on_epoch_end = start_tracking(params, tp, task, fingerprint, checkpoint, extra_tags, logged)
+    return run_id, on_epoch_end, checkpoint, fingerprint
