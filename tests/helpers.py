@@ -3,6 +3,7 @@ review corpora, params that train in seconds, a copy of the project to run DVC a
 and small process helpers."""
 
 import csv
+import io
 import os
 import random
 import shutil
@@ -18,7 +19,8 @@ import pytest
 import torch
 import yaml
 
-from tasks import clean, evaluate, ingest, register, split, tokenize, train, vocab
+from tasks import clean, evaluate, ingest, predict, register, split, tokenize, train, vocab
+from tasks.common.cli import run_cli
 from tasks.common.params import load_params, section_from_yaml
 from tasks.lyrics.batching import batchify
 from tasks.lyrics.params import Train
@@ -366,3 +368,20 @@ def healthy(url: str) -> bool:
             return resp.status == 200
     except OSError:
         return False
+
+
+# --- the predict CLI in-process -----------------------------------------------------------------
+
+
+def predict_main(monkeypatch, capsys, args, stdin=None):
+    """tasks.predict's CLI in-process (run_cli included): returns (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["predict", *args])
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = 0
+    try:
+        run_cli(predict.main)
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -5,7 +5,6 @@ rjieba backend served with rjieba (no train/serve skew)."""
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +15,14 @@ from tasks.serving.review_predictor import ReviewModel
 from tasks.serving.reviews_pyfunc import COLUMNS, MAX_REQUEST_CHARS, MAX_REQUEST_ROWS, ReviewClassifier
 from tasks.text.review_rules import clean_review
 from tasks.text.segment import segment
-from tests.helpers import make_reviews, run_reviews_stages, tiny_reviews_params_dict, write_params, write_reviews_csv
+from tests.helpers import (
+    make_reviews,
+    predict_main,
+    run_reviews_stages,
+    tiny_reviews_params_dict,
+    write_params,
+    write_reviews_csv,
+)
 
 SKEW_TEXT = "孩子4-5岁"  # jieba: 孩子 4 - 5 岁; rjieba: 孩子 4-5 岁
 GOOD = "房间很好，服务满意"
@@ -124,22 +130,6 @@ def test_an_old_checkpoint_without_backend_serves_with_jieba(trained, tmp_path):
 
 
 # --- tasks.predict ----------------------------------------------------------------------------
-
-
-def predict_main(monkeypatch, capsys, args, stdin=None):
-    from tasks import predict
-    from tasks.common.cli import run_cli
-
-    monkeypatch.setattr(sys, "argv", ["predict", *args])
-    if stdin is not None:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = 0
-    try:
-        run_cli(predict.main)
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("source", ["model.pt", "registry"])

@@ -1,7 +1,6 @@
 """Tier 2-3, stages on a tiny review corpus in a temp dir: every stage's outputs, champion gating
 against a real SQLite registry, the served pyfunc, and tasks.predict on awkward inputs."""
 
-import io
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ from tasks import register
 from tests.helpers import (
     ROOT,
     make_reviews,
+    predict_main,
     run_reviews_stages,
     tiny_reviews_params_dict,
     write_params,
@@ -165,23 +165,6 @@ def test_predict_cli_default_model(trained):
     label, prob, text = lines[0].split("\t")
     assert label == "1" and 0.5 <= float(prob) <= 1 and text == "房间很干净，服务也好"
     assert lines[1].split("\t")[0] == "0"  # 送餐太慢了，菜都凉了
-
-
-def predict_main(monkeypatch, capsys, args, stdin=None):
-    """tasks.predict's CLI in-process (run_cli included): returns (exit code, stdout, stderr)."""
-    from tasks import predict
-    from tasks.common.cli import run_cli
-
-    monkeypatch.setattr(sys, "argv", ["predict", *args])
-    if stdin is not None:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = 0
-    try:
-        run_cli(predict.main)
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_predict_stdin_jsonl_file_and_awkward_texts(trained, monkeypatch, capsys):
