@@ -13,7 +13,6 @@ calls would save at the price of state outliving the run.
 import ast
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 from tasks.catalog import TASKS, implementation_name
 from tasks.common import lineage
 from tasks.common.errors import PipelineError
+from tasks.common.params import tracking_store
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"  # the `tasks` package whose code is hashed
 _VAR = re.compile(r"\$\{\s*([\w.]+)\s*\}")
@@ -73,12 +73,8 @@ def stage_spec(params, stage: str, dvc_yaml: str | Path = "dvc.yaml") -> StageSp
     ]
     values = {key: _lookup(tree, key) for key in keys}
     if "tracking" in values:
-        # The store the run goes to: MLFLOW_TRACKING_URI wins over params (tasks.tracking.configure),
-        # and a run in another store is not this one.
-        values["tracking"] = {
-            **values["tracking"],
-            "uri": os.environ.get("MLFLOW_TRACKING_URI") or values["tracking"]["uri"],
-        }
+        # The store the run goes to, as the stages resolve it: a run in another store is not this one.
+        values["tracking"] = {**values["tracking"], "uri": tracking_store(params)}
     outs = _paths(spec.get("outs"), tree) + _paths(spec.get("metrics"), tree) + _paths(spec.get("plots"), tree)
     return StageSpec(
         stage, module.group(1) if module else "", tuple(_paths(spec.get("deps"), tree)), values, tuple(outs)

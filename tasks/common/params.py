@@ -12,6 +12,7 @@ the project), tasks/<task>/params.py (each task's own).
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +46,12 @@ def task_section(params: Params, task: str):
     if section is None:
         raise PipelineError(f"params.yaml has no `{task}:` section; add it (see README, Parameters)")
     return section
+
+
+def tracking_store(params: Params) -> str:
+    """The MLflow store a run logs to: MLFLOW_TRACKING_URI when set, else `tracking.uri`. The one
+    rule the stages, the stage cache's fingerprint and the CLIs share."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.uri
 
 
 def experiment_name(params: Params, task: str = "lyrics") -> str:

@@ -2,7 +2,6 @@
 `<train.output_dir>/mlflow_run.json`; evaluate and register read that file and log to the same run."""
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -10,12 +9,12 @@ import mlflow
 from mlflow.entities import Metric
 
 from tasks.common.atomic import write_json
-from tasks.common.params import experiment_name
+from tasks.common.params import experiment_name, tracking_store
 
 
 def configure(params, task: str = "lyrics") -> None:
     """MLFLOW_TRACKING_URI wins; else params' `tracking.uri` (an SQLite file at the project root)."""
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.uri)
+    mlflow.set_tracking_uri(tracking_store(params))
     mlflow.set_experiment(experiment_name(params, task))
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tasks.common.cli import run_cli
 from tasks.common.errors import PipelineError
-from tasks.common.params import TASKS, load_params, task_section
+from tasks.common.params import TASKS, load_params, task_section, tracking_store
 
 
 def champion_uri(task: str, params_file: str | Path = "params.yaml") -> str:
@@ -35,7 +35,7 @@ def tracking_uri(params_file: str | Path = "params.yaml") -> str:
             f"MLFLOW_TRACKING_URI is not set and there is no {params_file} to read tracking.uri from; "
             "run from the project root, pass --params PATH, or set MLFLOW_TRACKING_URI"
         )
-    return load_params(params_file).tracking.uri
+    return tracking_store(load_params(params_file))
 
 
 def load_pyfunc(uri: str, make_hint: str = "make run", params_file: str | Path = "params.yaml"):
