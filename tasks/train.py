@@ -21,15 +21,16 @@ from tasks.training import distributed
 from tasks.training.device import pick_device, set_threads
 
 
-def run(params, extra_tags: dict[str, str] | None = None, task: str = "lyrics") -> dict:
+def run(params, extra_tags: dict[str, str] | None = None, task: str = "lyrics", on_epoch=None) -> dict:
     """Train on the split, save models/<task>/model.pt (self-describing) and the MLflow run id.
-    Under torchrun: one data-parallel process per rank, outputs from rank 0."""
+    Under torchrun: one data-parallel process per rank, outputs from rank 0. `on_epoch(row)`: called
+    on rank 0 after every epoch with its history row (a sweep reports to Optuna and prunes there)."""
     tp = task_section(params, task)
     with distributed.session(pick_device(tp.train.device)) as device:
         set_threads(tp.train.num_threads)
         torch.manual_seed(tp.train.seed)
         vocab = load_vocab(tp.vocab.output)
-        return stage_module(task, "train").train(params, tp, vocab, device, extra_tags, task)
+        return stage_module(task, "train").train(params, tp, vocab, device, extra_tags, task, on_epoch)
 
 
 if __name__ == "__main__":

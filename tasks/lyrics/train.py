@@ -169,14 +169,14 @@ def load_streams(lp, vocab) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, i
     return shard(train_data), shard(val_data), val_stream, train_data.numel()
 
 
-def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str) -> dict:
+def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str, on_epoch=None) -> dict:
     """Train the language model on the split; save models/<task>/model.pt and the MLflow run id."""
     cfg = lp.train
     train_data, val_data, val_stream, n_train_tokens = load_streams(lp, vocab)
     model_args = {"vocab_size": len(vocab), **lp.model.model_dump(), **output_args(lp.model, len(vocab))}
     model = RNNLanguageModel(**model_args)
     logged = {"vocab.size": len(vocab), "data.train_tokens": n_train_tokens, "device": str(device)}
-    run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(params, lp, vocab, task, extra_tags, logged)
+    run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(params, lp, vocab, task, extra_tags, logged, on_epoch)
     pieces = language_model_pieces(model, train_data, val_data, cfg, device)
     history = fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
     best = min(history, key=lambda r: r["val_loss"])

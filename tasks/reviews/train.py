@@ -177,7 +177,7 @@ def load_split(tp, vocab, task: str) -> tuple[list[list[int]], np.ndarray, list[
     return train_seqs, train_y, val_seqs, val_y, classes
 
 
-def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str) -> dict:
+def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str, on_epoch=None) -> dict:
     """Train the review classifier on the split; save models/<task>/model.pt and the MLflow run id."""
     cfg = tp.train
     train_seqs, train_y, val_seqs, val_y, classes = load_split(tp, vocab, task)
@@ -193,7 +193,7 @@ def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | 
         "class_weights": "none" if weights is None else ",".join(f"{w:.3f}" for w in weights.tolist()),
         "device": str(device),
     }
-    run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(params, tp, vocab, task, extra_tags, logged)
+    run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(params, tp, vocab, task, extra_tags, logged, on_epoch)
     if weights is not None:
         log.info("classes are imbalanced: loss weights %s", dict(zip(classes, weights.tolist())))
     pieces = classifier_pieces(model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights)

@@ -93,13 +93,29 @@ def _resumable_run_id(checkpoint: Path, fingerprint: str) -> str | None:
     return None
 
 
-def prepare_run(params, tp, vocab, task: str, extra_tags: dict[str, str] | None, logged: dict):
+def prepare_run(
+    params, tp, vocab, task: str, extra_tags: dict[str, str] | None, logged: dict, on_epoch: Callable | None = None
+):
     """What both trainers do once their model is built: under torchrun each rank draws its own
     dropout masks (the initial weights were drawn alike), then the epoch checkpoint to resume from,
-    its fingerprint, and (rank 0) the MLflow run. Returns (run_id, on_epoch_end, checkpoint, fingerprint)."""
+    its fingerprint, and (rank 0) the MLflow run. Returns (run_id, on_epoch_end, checkpoint, fingerprint).
+    `on_epoch(row)`: the caller's own per-epoch hook (a sweep reports and prunes there), run on rank 0
+    after the epoch is logged to MLflow."""
     if distributed.world_size() > 1:
         torch.manual_seed(tp.train.seed + distributed.rank())
     fingerprint = fingerprint_of(tp, vocab, tp.split.output)
     checkpoint = Path(tp.train.checkpoint_dir) / "last.pt"
     run_id, on_epoch_end = start_tracking(params, tp, task, fingerprint, checkpoint, extra_tags, logged)
+    if on_epoch is not None and on_epoch_end is not None:
+        on_epoch_end = chain_epoch_hooks(on_epoch_end, on_epoch)
     return run_id, on_epoch_end, checkpoint, fingerprint
+
+
+def chain_epoch_hooks(*hooks: Callable[[dict], None]) -> Callable[[dict], None]:
+    """One per-epoch hook that calls `hooks` in order with the epoch's row."""
+
+    def on_epoch_end(row: dict) -> None:
+        for hook in hooks:
+            hook(row)
+
+    return on_epoch_end
