@@ -10,6 +10,7 @@ from mlflow.entities import Metric
 
 from tasks.common.atomic import write_json
 from tasks.common.params import experiment_name, tracking_store
+from tasks.common.ui_links import FLOW_RUN_URL_TAG, flow_run_note
 
 
 def configure(params, task: str = "lyrics") -> None:
@@ -19,10 +20,14 @@ def configure(params, task: str = "lyrics") -> None:
 
 
 def start_run(params, tags: dict[str, str], run_id: str | None = None, task: str = "lyrics") -> str:
-    """Open (or, when resuming a killed training, reopen) the pipeline's run; returns its id."""
+    """Open (or, when resuming a killed training, reopen) the pipeline's run; returns its id. A run
+    started by a flow on a Prefect server links back to it in its description, too."""
     configure(params, task)
     if run_id:
         return run_id
+    if FLOW_RUN_URL_TAG in tags:
+        name = tags.get("prefect.flow_run_name", tags.get("prefect.flow_run_id", "run"))
+        tags = {**tags, "mlflow.note.content": flow_run_note(name, tags[FLOW_RUN_URL_TAG])}
     with mlflow.start_run(tags=tags) as run:
         return run.info.run_id
 
@@ -48,6 +53,15 @@ def save_run_id(output_dir: str | Path, run_id: str) -> None:
 
 def load_run_id(output_dir: str | Path) -> str:
     return json.loads(run_id_file(output_dir).read_text())["run_id"]
+
+
+def experiment_id(params, run_id: str) -> str | None:
+    """The experiment of the pipeline's run (for links to its page in the MLflow UI); None when the
+    store does not have the run (wiped since a cached train stage opened it)."""
+    try:
+        return mlflow.MlflowClient(tracking_store(params)).get_run(run_id).info.experiment_id
+    except mlflow.exceptions.MlflowException:
+        return None
 
 
 def log_evaluation(params, task: str, tp, metrics: dict, out: Path, files: tuple[str, ...]) -> None:
