@@ -9,6 +9,8 @@ the training stream; scoring is a few dict lookups per token.
 import math
 from collections import Counter, defaultdict
 
+from tasks.lyrics.bits_per_char import UNK_CHAR_BITS
+
 
 class KneserNeyLM:
     """P(w | h) for ids, with one absolute discount per order estimated as n1 / (n1 + 2 n2)."""
@@ -105,3 +107,29 @@ def perplexities(kn: KneserNeyLM, ids: list[int], cache: dict) -> tuple[float, f
     probs = kn.target_probs(ids)
     plain = math.exp(-sum(math.log(p) for p in probs) / max(len(probs), 1))
     return plain, mixed_perplexity(probs, unigram_cache_probs(ids, cache["window"]), cache["lam"])
+
+
+# The tokenization-independent yardstick: the same estimator over characters (line break included,
+# as one character), fitted on the train text and scored on the test text, in bits per character.
+# Characters seen once in train are its unknown, as min_freq 2 makes them <unk> for the token
+# models: so it learns how likely an unseen character is instead of leaving it the uniform floor.
+CHAR_MIN_FREQ = 2
+
+
+def char_ids(lines: list[str], stoi: dict[str, int]) -> list[int]:
+    """Each line's characters then "\n"; a character not in `stoi` becomes id 0 (unknown)."""
+    return [stoi.get(ch, 0) for line in lines for ch in line + "\n"]
+
+
+def char_bits_per_char(train_lines: list[str], test_lines: list[str], order: int) -> float:
+    """Bits per character of a character-level Kneser-Ney of `order` over the test text: -log2 p of
+    every character after the first, an unknown character charged its p(unknown) plus the <unk>
+    spelling of tasks/lyrics/bits_per_char.py, per scored character."""
+    counts = Counter(ch for line in train_lines for ch in line + "\n")
+    known = sorted(ch for ch, c in counts.items() if c >= CHAR_MIN_FREQ)
+    stoi = {ch: i for i, ch in enumerate(known, start=1)}  # 0: unknown
+    kn = KneserNeyLM(order).fit(char_ids(train_lines, stoi), len(stoi) + 1)
+    test = char_ids(test_lines, stoi)
+    # floored: a train text without singletons leaves the unknown no mass at all
+    bits = -sum(math.log2(max(p, 1e-12)) for p in kn.target_probs(test)) + UNK_CHAR_BITS * test[1:].count(0)
+    return bits / max(len(test) - 1, 1)

@@ -4,19 +4,25 @@ vocabulary and weights are packaged inside it (the checkpoint is self-describing
 import mlflow
 import pandas as pd
 
-from tasks.serving.lyrics_generator import generate, load_checkpoint, render, start_status
+from tasks.serving.lyrics_generator import (  # noqa: F401 (sampling_defaults: for register, beside the class)
+    SAMPLING_DEFAULTS,
+    generate,
+    load_checkpoint,
+    render,
+    sampling_defaults,
+    start_status,
+)
+
 
 # predict() is hinted with pd.DataFrame: it is what the declared signatures deliver, and without a
 # hint MLflow warns on every import (a filter cannot stop it: MLflow re-enables its warnings).
-SAMPLING_DEFAULTS = {"length": 50, "temperature": 0.8, "top_k": 20, "top_p": 1.0, "seed": -1}
-
-
 class LyricsGenerator(mlflow.pyfunc.PythonModel):
     """Input: a `start` column of start words. Output, one row per input in order: `start`,
     generated `lyrics` and `status`: "ok", or "empty" (blank start) / "unknown" (no word or
     character the model knows), whose `lyrics` is null; one such row does not fail the request.
-    Sampling is set per call through params (length, temperature, top_k, top_p, seed; seed -1 =
-    random; row i uses seed + i)."""
+    Sampling is set per call through params (length, temperature, top_k, top_p, the repetition
+    guard repetition_penalty / repetition_window / no_repeat_ngram_size, seed; seed -1 = random;
+    row i uses seed + i); each is optional, SAMPLING_DEFAULTS filling what a call leaves out."""
 
     def load_context(self, context) -> None:
         self.model, self.vocab, self.tokenizer = load_checkpoint(context.artifacts["checkpoint"])
@@ -42,6 +48,9 @@ class LyricsGenerator(mlflow.pyfunc.PythonModel):
                 top_k=int(p["top_k"]),
                 top_p=float(p["top_p"]),
                 seed=None if int(p["seed"]) < 0 else int(p["seed"]) + i,
+                repetition_penalty=float(p["repetition_penalty"]),
+                repetition_window=int(p["repetition_window"]),
+                no_repeat_ngram_size=int(p["no_repeat_ngram_size"]),
             )
             lyrics.append(render(out))
         # object columns: a missing value stays None (JSON null), where pandas' str dtype would make it NaN

@@ -1,5 +1,6 @@
 """Sampling, generation and the `python -m tasks.generate` command line."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,11 +11,16 @@ import torch
 
 from tasks.common.errors import PipelineError
 from tasks.serving.lyrics_generator import (
+    SAMPLING_DEFAULTS,
+    apply_repetition_penalty,
     generate,
+    generate_batch,
     generate_text,
     load_checkpoint,
     render,
+    repeated_ngram_ids,
     sample_next,
+    sampling_defaults,
     start_status,
     start_tokens,
 )
@@ -75,6 +81,36 @@ def test_sample_next_does_not_modify_its_input():
     logits = torch.tensor([1.0, 2.0, 3.0])
     sample_next(logits, 0.5, 2, 0.5, gen())
     assert logits.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_scores():
+    logits = torch.tensor([2.0, -1.0, 0.5, 3.0])
+    penalised = apply_repetition_penalty(logits, [0, 1, 0], 2.0)
+    assert penalised.tolist() == [1.0, -2.0, 0.5, 3.0]  # tokens 0 and 1 seen: both less likely
+    assert logits.tolist() == [2.0, -1.0, 0.5, 3.0]  # the input is left alone
+    assert apply_repetition_penalty(logits, [0, 1], 1.0).tolist() == logits.tolist()  # 1.0: off
+    # on log-probabilities (all negative, the adaptive output's scores) it lowers the seen ones too
+    logp = torch.log_softmax(torch.tensor([1.0, 1.0, 1.0]), dim=0)
+    probs = torch.softmax(apply_repetition_penalty(logp, [0], 1.5), dim=0)
+    assert probs[0] < 1 / 3 < probs[1] == probs[2]
+
+
+def test_repeated_ngram_ids_are_what_would_complete_a_seen_ngram():
+    assert repeated_ngram_ids([1, 2, 3, 1, 2], 3) == [3]  # 1 2 was followed by 3
+    assert repeated_ngram_ids([1, 2, 3, 1, 2], 2) == [3]  # after 2 came 3
+    assert sorted(repeated_ngram_ids([1, 2, 1, 3, 1], 2)) == [2, 3]
+    assert sorted(repeated_ngram_ids([5, 6, 5], 1)) == [5, 5, 6]  # n = 1: every token seen
+    assert repeated_ngram_ids([1, 2, 3], 0) == [] and repeated_ngram_ids([1, 2, 3], 4) == []
+
+
+def test_sampling_defaults_take_evaluates_choice(tmp_path):
+    assert (
+        sampling_defaults(None) == SAMPLING_DEFAULTS and sampling_defaults(tmp_path / "none.json") == SAMPLING_DEFAULTS
+    )
+    chosen = {"temperature": 0.9, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.6, "no_repeat_ngram_size": 3}
+    path = tmp_path / "sampling.json"
+    path.write_text(f'{{"chosen": {json.dumps(chosen)}, "repetition_window": 7, "grid": []}}', encoding="utf-8")
+    assert sampling_defaults(path) == {**SAMPLING_DEFAULTS, **chosen, "repetition_window": 7}
 
 
 # --- start tokens and rendering -------------------------------------------------------------------
@@ -139,9 +175,46 @@ def test_generate_never_emits_pad_unk_bos(trained):
         assert not {PAD, UNK, BOS} & set(out)
 
 
+def test_no_repeat_ngram_size_1_never_repeats_a_token(trained):
+    model, vocab, tokenizer = load_checkpoint(trained[1])
+    start = start_tokens("下雨", vocab, tokenizer)  # 下雨, or 下 雨 at character level
+    for seed in range(3):
+        out = generate(model, vocab, start, 12, temperature=1.5, no_repeat_ngram_size=1, seed=seed)
+        assert len(set(out)) == len(out) == len(start) + 12
+    # without the ban a small model repeats within a few dozen tokens
+    assert any(len(set(generate(model, vocab, start, 40, temperature=1.5, seed=s))) < 40 for s in range(3))
+
+
+def test_the_repetition_penalty_stops_a_token_the_model_would_repeat(trained):
+    model, vocab, _ = load_checkpoint(trained[1])
+    token = vocab.itos[len(SPECIALS)]  # any token of the vocabulary, at either tokenization level
+    with torch.no_grad():
+        model.decoder.bias[vocab.stoi[token]] = 8.0  # by far the likeliest next token, whatever came before
+
+    def adjacent_repeats(**guard) -> float:
+        outs = [generate(model, vocab, [token], 30, top_k=0, seed=s, **guard) for s in range(5)]
+        return sum(a == b for out in outs for a, b in zip(out, out[1:])) / sum(len(out) - 1 for out in outs)
+
+    assert adjacent_repeats() > 0.9
+    # penalised over a window of 1, its score right after itself is 8 / 20 = 0.4: it rarely follows itself
+    assert adjacent_repeats(repetition_penalty=20.0, repetition_window=1) < 0.2
+
+
+def test_generate_batch_rows_are_generates_samples(trained):
+    model, vocab, tokenizer = load_checkpoint(trained[1])
+    starts = [start_tokens(text, vocab, tokenizer) for text in ("天空", "下雨我爱你", "天空")]  # of unequal lengths
+    seeds = [3, 4, 5]
+    guard = {"repetition_penalty": 1.3, "repetition_window": 5, "no_repeat_ngram_size": 3}
+    rows = generate_batch(model, vocab, starts, 20, seeds, temperature=1.2, top_p=0.9, **guard)
+    singles = [
+        generate(model, vocab, s, 20, temperature=1.2, top_p=0.9, seed=x, **guard) for s, x in zip(starts, seeds)
+    ]
+    assert rows == singles
+    assert rows[0] != rows[2]  # same start, other seed
+
+
 def test_generate_text_starts_with_the_start_word(trained):
     model, vocab, tokenizer = load_checkpoint(trained[1])
-    assert tokenizer["level"] == "word"
     text = generate_text(model, vocab, tokenizer, "天空", 5, seed=1)
     assert text.startswith("天空")
     assert "<" not in text.replace("\n", "")
@@ -163,11 +236,20 @@ def test_cli_generates_from_a_model_file(trained, tmp_path):
     result = run_generate(tmp_path, "--model", str(model_pt), "--start", "天空", "--length", "5", "--seed", "1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("天空")
-    # the same sampling as in-process with the CLI's defaults (temperature 0.8, top-k 20)
+    # the same sampling as in-process with the CLI's defaults (SAMPLING_DEFAULTS, the repetition guard on)
     model, vocab, tokenizer = load_checkpoint(model_pt)
-    expected = generate_text(model, vocab, tokenizer, "天空", 5, temperature=0.8, top_k=20, top_p=1.0, seed=1)
+    sampling = {k: v for k, v in SAMPLING_DEFAULTS.items() if k not in ("length", "seed")}
+    assert sampling["repetition_penalty"] > 1
+    expected = generate_text(model, vocab, tokenizer, "天空", 5, seed=1, **sampling)
     assert result.stdout.rstrip("\n") == expected
     assert "Traceback" not in result.stderr
+    # an option given on the command line wins over the default
+    flags = ("--temperature", "0.5", "--top-k", "3", "--repetition-penalty", "1.0", "--no-repeat-ngram-size", "2")
+    result = run_generate(tmp_path, "--model", str(model_pt), "--start", "天空", "--length", "8", "--seed", "2", *flags)
+    assert result.returncode == 0, result.stderr
+    given = {"temperature": 0.5, "top_k": 3, "repetition_penalty": 1.0, "no_repeat_ngram_size": 2}
+    expected = generate_text(model, vocab, tokenizer, "天空", 8, seed=2, **{**sampling, **given})
+    assert result.stdout.rstrip("\n") == expected
 
 
 def test_cli_unknown_start_is_a_one_line_error(trained, tmp_path):
@@ -227,9 +309,15 @@ def test_pyfunc_answers_a_status_per_row_instead_of_failing_the_batch(trained):
     assert "NaN" not in buffer.getvalue() and answers[1] == {"start": "", "lyrics": None, "status": "empty"}
     assert answers[3] == {"start": None, "lyrics": None, "status": "empty"}
     model, vocab, tokenizer = load_checkpoint(trained[1])
-    # row i is sampled with seed + i, as before: a bad row does not shift the others
-    assert out["lyrics"].iloc[0] == generate_text(model, vocab, tokenizer, "天空", 5, top_k=20, seed=1)
-    assert out["lyrics"].iloc[5] == generate_text(model, vocab, tokenizer, "天空", 5, top_k=20, seed=6)
+    # row i is sampled with seed + i, as before: a bad row does not shift the others; a call that
+    # sets no sampling gets SAMPLING_DEFAULTS (the repetition guard on)
+    sampling = {k: v for k, v in SAMPLING_DEFAULTS.items() if k not in ("length", "seed")}
+    assert out["lyrics"].iloc[0] == generate_text(model, vocab, tokenizer, "天空", 5, seed=1, **sampling)
+    assert out["lyrics"].iloc[5] == generate_text(model, vocab, tokenizer, "天空", 5, seed=6, **sampling)
+    # the guard is set per call like the rest of the sampling
+    guard = {"repetition_penalty": 1.0, "repetition_window": 0, "no_repeat_ngram_size": 2}
+    out = served.predict(None, pd.DataFrame({"start": ["天空"]}), params={"length": 12, "seed": 4, **guard})
+    assert out["lyrics"].iloc[0] == generate_text(model, vocab, tokenizer, "天空", 12, seed=4, **{**sampling, **guard})
 
 
 @pytest.mark.parametrize("start", ["", "  "])
