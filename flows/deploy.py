@@ -26,6 +26,7 @@ from tasks.common.errors import PipelineError
 ENTRYPOINTS = {
     "train-lyrics": "flows/train_lyrics.py:train_lyrics",
     "train-reviews": "flows/train_reviews.py:train_reviews",
+    "pretrain-base": "flows/pretrain.py:pretrain_base",
 }
 
 
@@ -36,7 +37,7 @@ def ensure_process_pool(name: str) -> None:
 
 
 def deploy(pool: str, project: Path) -> list[str]:
-    """Register both deployments on `pool`; their code and params.yaml are read from `project` at run time."""
+    """Register the deployments on `pool`; their code and params.yaml are read from `project` at run time."""
     ensure_process_pool(pool)
     ids = []
     for name, entrypoint in ENTRYPOINTS.items():
@@ -49,7 +50,7 @@ def deploy(pool: str, project: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description="Deploy train-lyrics and train-reviews to a Prefect process work pool."
+        description="Deploy train-lyrics, train-reviews and pretrain-base to a Prefect process work pool."
     )
     parser.add_argument("--pool", default="local", help="work pool name (created as type `process` if missing)")
     parser.add_argument("--project", default=".", help="project root the worker runs the flows in (default: here)")
@@ -63,7 +64,7 @@ def main() -> None:
     project = Path(args.project).resolve()
     deploy(args.pool, project)
     print(
-        f"deployed train-lyrics/train-lyrics and train-reviews/train-reviews to pool {args.pool!r} ({project}); "
+        f"deployed {', '.join(f'{n}/{n}' for n in ENTRYPOINTS)} to pool {args.pool!r} ({project}); "
         f"start a worker with: prefect worker start --pool {args.pool}"
     )
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import prefect
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
 from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 from prefect.transactions import get_transaction
@@ -27,7 +29,8 @@ from tasks import clean, evaluate, ingest, preflight, register, split, vocab
 from tasks.catalog import task_package
 from tasks.common.atomic import write_json
 from tasks.common.errors import PipelineError
-from tasks.common.params import Params, experiment_name
+from tasks.common.params import Params, experiment_name, tracking_store
+from tasks.common.ui_links import FLOW_RUN_URL_TAG, mlflow_links_markdown, prefect_flow_run_url
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ class StageCache(CachePolicy):
     on outputs directly: they are computed before the stage writes them."""
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
-        stage = f"{inputs.get('task', 'lyrics')}-{task_ctx.task.name}"  # dvc.yaml's stage, e.g. lyrics-train
+        stage = dvc_stage(inputs.get("task", "lyrics"), task_ctx.task.name)  # e.g. lyrics-train
         try:
             spec = stage_spec(inputs["params"], stage)
         except PipelineError as exc:
@@ -89,6 +92,15 @@ class StageCache(CachePolicy):
         key = f"{stage}-{fp[:16]}-{uuid.uuid4().hex[:12]}"
         write_record(stage, {"fingerprint": fp, "key": key, "outputs": None})  # outputs: filled in after the run
         return key
+
+
+# Stages that serve every task, named without a task in dvc.yaml (one base model for all).
+SHARED_STAGES = ("pretrain",)
+
+
+def dvc_stage(task: str, name: str) -> str:
+    """dvc.yaml's name of stage `name` run for pipeline `task`: `lyrics-train`, or `pretrain`."""
+    return name if name in SHARED_STAGES else f"{task}-{name}"
 
 
 def record_outputs(params, stage: str) -> None:
@@ -118,7 +130,7 @@ def stage_function(name: str, stage_run):
 
     def run(params, task: str = "lyrics", extra_tags: dict[str, str] | None = None):
         result = stage_run(params, task=task, **({"extra_tags": extra_tags} if extra_tags is not None else {}))
-        record_outputs(params, f"{task}-{name}")
+        record_outputs(params, dvc_stage(task, name))
         return result
 
     run.__name__ = run.__qualname__ = name
@@ -132,6 +144,13 @@ def train_run(params, task: str = "lyrics", extra_tags: dict[str, str] | None = 
     from tasks import train  # noqa: PLC0415 (deferred on purpose, see the docstring)
 
     return train.run(params, task=task, extra_tags=extra_tags)
+
+
+def pretrain_run(params, task: str = "lyrics", extra_tags: dict[str, str] | None = None) -> dict:
+    """`tasks.pretrain.run` for pipeline `task`, imported at its first call (torch, as `train_run`)."""
+    from tasks import pretrain  # noqa: PLC0415 (deferred like tasks.train, see train_run)
+
+    return pretrain.run(params, extra_tags=extra_tags)
 
 
 def stage_task(name: str, stage_run, **options) -> prefect.Task:
@@ -148,6 +167,7 @@ clean_task = stage_task("clean", clean.run)
 tokenize_task = stage_task("tokenize", tokenize_stage)  # in the flow process, or sharded on Dask
 split_task = stage_task("split", split.run)
 vocab_task = stage_task("vocab", vocab.run)
+pretrain_task = stage_task("pretrain", pretrain_run, retries=1)  # a retry resumes from its epoch checkpoint
 train_task = stage_task("train", train_run, retries=1)
 evaluate_task = stage_task("evaluate", evaluate.run, retries=1, retry_delay_seconds=5)
 register_task = stage_task("register", register.run, retries=2, retry_delay_seconds=5)
@@ -168,19 +188,41 @@ class StageRuns:
         return state.result()  # raises the stage's error when it failed
 
 
-def train_evaluate_register(stages: StageRuns, artifact_key: str) -> dict:
-    """The tail both flows share. The flow run and its MLflow run carry each other's ids: MLflow
-    tags `prefect.flow_run_*`, Prefect artifact `artifact_key` with the MLflow run id. `stages`
-    in the result says which stages ran and which were cached in this flow run."""
+def flow_run_tags() -> dict[str, str]:
+    """The MLflow tags naming this flow run, with its UI page when the Prefect API is a server."""
+    settings = get_current_settings()
     tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name)}
-    trained = stages.run(train_task, extra_tags=tags)
-    create_markdown_artifact(
-        key=artifact_key,
-        markdown=f"MLflow run `{trained['run_id']}` (experiment `{experiment_name(stages.params, stages.task)}`)",
-        description="Tracking run of this flow run",
+    url = prefect_flow_run_url(settings.api.url, settings.ui_url, str(flow_run.id))
+    return {**tags, FLOW_RUN_URL_TAG: url} if url else tags
+
+
+def mlflow_artifact(stages: StageRuns, key: str, run_id: str, registered: dict | None = None, artifact_id=None):
+    """Prefect artifact `key`: links to the flow run's MLflow run and, once registered, its model
+    version (tasks/common/ui_links.py). Created after train; updated in place after register."""
+    from tasks.common.tracking import experiment_id  # noqa: PLC0415 (MLflow: loaded only once a run exists)
+
+    params = stages.params
+    markdown = mlflow_links_markdown(
+        tracking_store(params), experiment_name(params, stages.task), experiment_id(params, run_id), run_id, registered
     )
+    if artifact_id is None:
+        return create_markdown_artifact(key=key, markdown=markdown, description="Tracking run of this flow run")
+    with get_client(sync_client=True) as client:
+        client.update_artifact(artifact_id, ArtifactUpdate(data=markdown))
+    return artifact_id
+
+
+def train_evaluate_register(stages: StageRuns, artifact_key: str) -> dict:
+    """The tail both flows share. The flow run and its MLflow run link to each other: MLflow tags
+    `prefect.flow_run_*` (the URL and the run's description on a Prefect server), Prefect artifact
+    `artifact_key` with links to the MLflow run and the registered version. `stages` in the result
+    says which stages ran and which were cached in this flow run."""
+    tags = flow_run_tags()
+    trained = stages.run(train_task, extra_tags=tags)
+    artifact = mlflow_artifact(stages, artifact_key, trained["run_id"])
     metrics = stages.run(evaluate_task)
     registered = stages.run(register_task, extra_tags=tags)
+    mlflow_artifact(stages, artifact_key, trained["run_id"], registered, artifact)
     return {"run_id": trained["run_id"], "metrics": metrics, "registered": registered, "stages": stages.outcomes}
 
 

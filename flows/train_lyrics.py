@@ -1,4 +1,5 @@
-"""Prefect flow `train-lyrics`: clean → tokenize → split → vocab → train → evaluate → register.
+"""Prefect flow `train-lyrics`: pretrain → clean → tokenize → split → vocab → train → evaluate → register.
+(`pretrain`, cached like every stage, runs when `lyrics.base_model` is its output.)
 
     python -m flows.train_lyrics [--params params.yaml] [--set lyrics.model.cell=gru ...]
 
@@ -7,6 +8,7 @@ and its MLflow run carry each other's ids (MLflow tag `prefect.flow_run_id`, Pre
 `mlflow-run`).
 """
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -16,7 +18,9 @@ from flows.cli import parse_flow_args, run_flow
 from flows.stages import (
     StageRuns,
     clean_task,
+    flow_run_tags,
     preflight_task,
+    pretrain_task,
     split_task,
     stages_summary,
     tokenize_task,
@@ -44,6 +48,8 @@ def train_lyrics(
         stages = StageRuns(load_params(params_file, overrides), "lyrics")
         if check_inputs_first:
             preflight_task(stages.params, "lyrics", refresh)
+        if pretrains_base(stages.params):
+            stages.run(pretrain_task, extra_tags=flow_run_tags())
         for stage in (clean_task, tokenize_task, split_task, vocab_task):
             stages.run(stage)
         return train_evaluate_register(stages, artifact_key="mlflow-run")
@@ -51,12 +57,22 @@ def train_lyrics(
         return Failed(message=str(exc))
 
 
+def pretrains_base(params) -> bool:
+    """Whether this flow trains the base it fine-tunes from: `lyrics.base_model` is the pretrain
+    stage's output (another path is a base the user brought; null, none at all)."""
+    if not params.lyrics.base_model or params.pretrain is None:
+        return False
+    return Path(params.lyrics.base_model) == Path(params.pretrain.train.output_dir) / "model.pt"
+
+
 def main() -> None:
     args, overrides, params = parse_flow_args("Run the train-lyrics flow on Prefect (ephemeral API by default).")
     result = run_flow(train_lyrics, "lyrics", args, overrides, params)
     m = result["metrics"]
     print(
-        f"test perplexity {m['test_perplexity']:.1f} (Kneser-Ney {m['kneser_ney_perplexity']:.1f}); "
+        f"test perplexity {m['test_perplexity']:.1f} (Kneser-Ney {m['kneser_ney_perplexity']:.1f}), "
+        f"bits/char {m['test_bits_per_char']:.3f} (Kneser-Ney {m['kneser_ney_bits_per_char']:.3f}, "
+        f"char Kneser-Ney {m['char_kneser_ney_bits_per_char']:.3f}), model alone; "
         f"{result['registered']['model_name']} v{result['registered']['version']}: {result['registered']['reason']}"
     )
     print(stages_summary(result["stages"]))

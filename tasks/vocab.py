@@ -1,4 +1,6 @@
 """Stage `vocab`: the training split's tokens → vocab.json (fixed special ids, counts, OOV rates).
+With a pretrained base (`<task>.base_model`) the vocabulary is the base's, extended with the train
+split's tokens it lacks, so fine-tuning keeps the base's embedding rows and loses no character.
 
 python -m tasks.vocab [--task lyrics|reviews] [--params params.yaml] [--set lyrics.vocab.min_freq=2]
 """
@@ -8,15 +10,24 @@ import logging
 from tasks.common.atomic import write_json
 from tasks.common.cli import stage_main
 from tasks.common.params import task_section
-from tasks.text.vocab import build_vocab, oov_rate, tokens_by_split
+from tasks.text.vocab import build_vocab, extend_vocab, oov_rate, tokens_by_split
 
 log = logging.getLogger(__name__)
 
 
 def run(params, task: str = "lyrics") -> dict:
-    cfg = task_section(params, task).vocab
+    tp = task_section(params, task)
+    cfg = tp.vocab
     splits = tokens_by_split(cfg.input)
-    vocab, counts = build_vocab(splits["train"], cfg.min_freq, cfg.max_size)
+    base_model = getattr(tp, "base_model", None)  # a task that fine-tunes a pretrained base
+    if base_model:
+        from tasks.training.base_model import load_base  # noqa: PLC0415 (torch: only with a base)
+
+        base_itos = load_base(base_model, tp.tokenize.level, f"{task}.base_model")["itos"]
+        vocab, counts = extend_vocab(base_itos, splits["train"], cfg.min_freq, cfg.max_size)
+        log.info("vocab: the base's %d tokens + %d from the train split", len(base_itos), len(vocab) - len(base_itos))
+    else:
+        vocab, counts = build_vocab(splits["train"], cfg.min_freq, cfg.max_size)
     train_tokens = sum(counts.values())
     report = {
         "size": len(vocab),

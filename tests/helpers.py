@@ -71,18 +71,55 @@ def write_tiny_corpus(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def write_tiny_general_text(path: Path, seed: int = 7) -> Path:
+    """A small "general" corpus for pretraining: 300 lines of the lyrics' phrases but the last two
+    (温柔, 等待), so fine-tuning meets characters the base has never seen."""
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["".join(rng.sample(PHRASES[:-2], rng.randint(2, 5))) for _ in range(300)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_pretrain_dict(section: dict, root: Path, corpus: Path | str) -> dict:
+    """params.yaml's `pretrain:` with every path under root, a text-file corpus and a tiny model."""
+    section = {**section, "corpus": str(corpus), "val_fraction": 0.1}
+    section["vocab"] = {**section["vocab"], "output": str(root / "data/vocab/pretrain.json"), "min_freq": 1}
+    section["model"] = {**section["model"], "embedding_size": 16, "hidden_size": 16, "num_layers": 1}
+    section["train"] = {
+        **section["train"],
+        "output_dir": str(root / "models/pretrain"),
+        "history": str(root / "reports/pretrain/history.csv"),
+        "checkpoint_dir": str(root / "checkpoints/pretrain"),
+        "device": "cpu",
+        "batch_size": 4,
+        "bptt": 8,
+        "epoch_tokens": 1500,
+        "epochs": 2,
+        "val_tokens": 200,
+    }
+    section["register"] = {**section["register"], "output": str(root / "reports/pretrain/registered.json")}
+    return section
+
+
 def tiny_params_dict(tmp_path: Path, corpus: Path) -> dict:
     """The repo's params.yaml with every path under tmp_path and a model that trains in seconds."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     lp = params["lyrics"]
     lp["corpus"] = str(corpus)
+    lp["base_model"] = None  # from scratch: the tests that fine-tune pretrain a tiny base first (tiny_pretrain)
     d = tmp_path
+    params["pretrain"] = tiny_pretrain_dict(params["pretrain"], d, write_tiny_general_text(d / "general/news.txt"))
     lp["clean"].update(output=str(d / "data/clean.parquet"), report=str(d / "reports/clean.json"))
     lp["tokenize"].update(input=str(d / "data/clean.parquet"), output=str(d / "data/tokens.parquet"))
     lp["split"].update(input=str(d / "data/tokens.parquet"), output=str(d / "data/split.parquet"), block_lines=8)
     lp["vocab"].update(input=str(d / "data/split.parquet"), output=str(d / "data/vocab.json"))
-    lp["model"].update(embedding_size=16, hidden_size=16, num_layers=1, dropout=0.0)
-    lp["train"].update(
+    lp["model"].update(
+        embedding_size=16, hidden_size=16, num_layers=1, dropout=0.0, embedding_dropout=0.0, weight_dropout=0.0
+    )
+    lp["train"].update(  # a plain schedule that learns in two epochs (the shipped one is for fine-tuning)
+        scheduler="plateau",
+        layer_lr_decay=1.0,
         output_dir=str(d / "models"),
         history=str(d / "reports/history.csv"),
         checkpoint_dir=str(d / "checkpoints"),
@@ -203,8 +240,17 @@ def build_tiny_project(root: Path, tasks: tuple[str, ...] = ("lyrics",)) -> dict
     commands with (isolated MLflow store and Prefect home)."""
     copy_project(root)
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
-    if "lyrics" in tasks:
+    if "lyrics" in tasks:  # fine-tuned from a tiny base pretrained on a tiny general text: the whole chain
         write_tiny_corpus(root / "data/raw/lyrics", seed=1)
+        general = write_tiny_general_text(root / "data/raw/general.txt")
+        params["pretrain"] = tiny_pretrain_dict(params["pretrain"], root, general.relative_to(root))
+        params["pretrain"]["train"].update(
+            output_dir="models/pretrain",
+            history="reports/pretrain/history.csv",
+            checkpoint_dir=".checkpoints/pretrain",
+        )
+        params["pretrain"]["vocab"]["output"] = "data/vocab/pretrain.json"
+        params["pretrain"]["register"]["output"] = "reports/pretrain/registered.json"
         params["lyrics"]["split"]["block_lines"] = 8
         params["lyrics"]["model"].update(embedding_size=16, hidden_size=16, num_layers=1, dropout=0.0)
         params["lyrics"]["train"].update(batch_size=4, bptt=8, epochs=2)
@@ -221,6 +267,10 @@ def build_tiny_project(root: Path, tasks: tuple[str, ...] = ("lyrics",)) -> dict
         del params[task]
         dvc["stages"] = {k: v for k, v in dvc["stages"].items() if not k.startswith(f"{task}-")}
         dvc["plots"] = [p for p in dvc["plots"] if not next(iter(p)).startswith(f"{task}-")]
+    if "lyrics" not in tasks:  # the base model is the lyrics model's start
+        del params["pretrain"]
+        dvc["stages"].pop("pretrain")
+        dvc["plots"] = [p for p in dvc["plots"] if not next(iter(p)).startswith("pretrain-")]
     (root / "dvc.yaml").write_text(yaml.safe_dump(dvc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     write_params(root / "params.yaml", params)
     return {
@@ -320,6 +370,7 @@ def train_cfg(tmp_path, **kw) -> Train:
         epochs=6,
         optimizer="adamw",
         lr=0.02,
+        layer_lr_decay=1.0,
         weight_decay=0.0,
         clip=1.0,
         scheduler="plateau",

@@ -21,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tasks import catalog
 from tasks.common.errors import PipelineError
-from tasks.common.sections import Orchestration, Tracking
+from tasks.common.sections import Orchestration, Sweep, Tracking
 from tasks.lyrics.params import LyricsParams
+from tasks.pretraining.params import PretrainParams
 from tasks.reviews.params import ReviewsParams
 
 SHIPPED_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
@@ -37,6 +38,8 @@ class Params(BaseModel):
     # A file may leave out a whole task (a project that trains one); a present one is validated in full.
     lyrics: LyricsParams | None = None
     reviews: ReviewsParams | None = None
+    pretrain: PretrainParams | None = None  # the general-Chinese base model the lyrics model fine-tunes from
+    sweep: Sweep  # flows/sweep.py; required like every section (none has a default)
 
 
 def task_section(params: Params, task: str):

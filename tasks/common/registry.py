@@ -1,10 +1,13 @@
 """The MLflow model registry: log a pyfunc on raw input in the pipeline's run, register it with
 lineage tags, and move the alias only when the new version beats the current champion on the same
 test split. Registering is idempotent per training run and model file (a retry reuses the version);
-a score that is not a finite number never takes the alias."""
+a score that is not a finite number never takes the alias. Once the alias is decided, the version's
+description is its model card (tasks/common/model_card.py), also `model_card.md` in the run and in
+the task's reports folder."""
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -14,13 +17,17 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from tasks.common import tracking
-from tasks.common.atomic import write_json
+from tasks.common.atomic import write_json, write_text
 from tasks.common.lineage import file_md5, lineage_tags
+from tasks.common.model_card import Decision, TaskCard, render
 
 log = logging.getLogger(__name__)
 TASKS_DIR = Path(__file__).resolve().parents[1]  # the `tasks` package, shipped inside the model
 # What the packaged model needs to run anywhere `mlflow models serve` can install it.
 RUNTIME_PACKAGES = ["torch", "jieba", "pandas", "pyarrow", "pydantic", "pyyaml", "opencc", "mlflow"]
+# MLflow's SQL stores hold a version's description in a String(5000) column (PostgreSQL and MySQL
+# enforce it); a longer card is cut there and kept whole in the run's model_card.md.
+DESCRIPTION_LIMIT = 5000
 
 
 def usable_score(value) -> float | None:
@@ -38,15 +45,19 @@ def should_promote(
     champion: dict | None,
     lower_is_better: bool,
     new_version: str | None = None,
+    rescored: float | None = None,
 ) -> tuple[bool, str]:
     """Decide whether the new version takes the alias, before anything is written. `champion` holds
-    the current champion's `version`, `score` and `eval_set_hash` tags, or is None when there is
-    none; `new_version`: the version a retried register reuses (None: a version yet to be created).
-    Returns (promote, reason): promote means the alias points at the new version afterwards.
+    the current champion's `version`, `score` and `eval_set` tags (what its score was measured on),
+    or is None when there is none; `new_version`: the version a retried register reuses (None: a
+    version yet to be created); `rescored`: the champion's score re-measured on the new version's
+    test set, when it was scored on another one (None: it could not be). Returns (promote, reason):
+    promote means the alias points at the new version afterwards.
 
-    A new score that is not a finite number never promotes. A champion without a usable score, or
-    scored on another test split, cannot be compared: the new version replaces it, and the reason
-    says so (the alias can be moved back by hand)."""
+    A new score that is not a finite number never promotes. A champion without a usable score
+    cannot be compared: the new version replaces it. A champion scored on another test set is
+    compared by its re-measured score; when that is missing the alias stays where it is, with the
+    reason and the fix (scores of different test sets are never compared, nor taken as a win)."""
     if champion is not None and new_version is not None and str(champion["version"]) == str(new_version):
         return True, f"v{new_version}, registered from this training run before, already holds the alias"
     if usable_score(new_score) is None:
@@ -57,28 +68,32 @@ def should_promote(
     if champion is None:
         return True, "no champion yet"
     old = usable_score(champion.get("score"))
+    where = "on the same test set"
+    if champion.get("eval_set") != new_eval_set:
+        if usable_score(rescored) is None:
+            return False, (
+                f"champion v{champion['version']} was scored on another test set ({champion.get('eval_set')} != "
+                f"{new_eval_set}) and could not be re-scored on this one, so the two cannot be ranked; the alias "
+                "stays (move it by hand if the new version should serve)"
+            )
+        old, where = rescored, "re-scored on this test set"
     if old is None:
         return True, (
             f"champion v{champion['version']} has no usable score tag ({champion.get('score')!r}), so it cannot "
             f"be compared; the new version ({new_score:.4g}) replaces it (move the alias back by hand to keep it)"
         )
-    if champion.get("eval_set_hash") != new_eval_set:
-        return True, (
-            f"champion v{champion['version']} was scored on another test split or vocabulary "
-            f"({champion.get('eval_set_hash')} != {new_eval_set}); its score is not comparable, "
-            "so the new version becomes the champion of this split"
-        )
     better = new_score < old if lower_is_better else new_score > old
     verdict = "beats" if better else "does not beat"
-    return better, f"{new_score:.4g} {verdict} champion v{champion['version']}'s {old:.4g} on the same test split"
+    return better, f"{new_score:.4g} {verdict} champion v{champion['version']}'s {old:.4g} {where}"
 
 
-def current_champion(client: mlflow.MlflowClient, name: str, alias: str) -> dict | None:
+def current_champion(client: mlflow.MlflowClient, name: str, alias: str, comparable_on: str) -> dict | None:
+    """The alias holder's version, score and `eval_set` (its `comparable_on` tag), or None."""
     try:
         mv = client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException:
         return None  # no registered model or no alias yet
-    return {"version": mv.version, "score": mv.tags.get("score"), "eval_set_hash": mv.tags.get("eval_set_hash")}
+    return {"version": mv.version, "score": mv.tags.get("score"), "eval_set": mv.tags.get(comparable_on)}
 
 
 def version_from_run(client: mlflow.MlflowClient, name: str, run_id: str, model_md5: str):
@@ -95,7 +110,8 @@ def version_from_run(client: mlflow.MlflowClient, name: str, run_id: str, model_
 @dataclass(frozen=True)
 class ServedModel:
     """What a task registers: its pyfunc, an example of its raw input and output (the signature),
-    the per-call inference params, and the test metric that gates the alias."""
+    the per-call inference params, the test metric that gates the alias, and its parts of the
+    model card (None: no card)."""
 
     python_model: mlflow.pyfunc.PythonModel
     input_example: pd.DataFrame
@@ -103,6 +119,12 @@ class ServedModel:
     inference_params: dict | None
     score_key: str
     lower_is_better: bool
+    card: TaskCard | None = None
+    # The metrics key naming what the score was measured on; scores are compared only when it matches.
+    comparable_on: str = "eval_set_hash"
+    # champion's version → its score on this run's test set (None: it cannot be re-scored), for a
+    # champion measured on another one; None: scores of other test sets are never compared.
+    rescore: Callable[[str], float | None] | None = None
 
 
 def log_pyfunc(served: ServedModel, artifacts: dict, run_id: str):
@@ -120,6 +142,34 @@ def log_pyfunc(served: ServedModel, artifacts: dict, run_id: str):
         )
 
 
+def publish_card(client: mlflow.MlflowClient, markdown: str, decision: Decision, run_id: str, task_params) -> None:
+    """The model card as the version's description, as `model_card.md` in its run's artifacts, and
+    as `<evaluate.output_dir>/model_card.md` (reports/<task>/, beside metrics.json)."""
+    description = markdown
+    if len(markdown) > DESCRIPTION_LIMIT:
+        note = "\n\n… (cut to fit the registry; the whole card is `model_card.md` in the run's artifacts)\n"
+        description = markdown[: DESCRIPTION_LIMIT - len(note)] + note
+    client.update_model_version(decision.model_name, decision.version, description=description)
+    client.log_text(run_id, markdown, "model_card.md")
+    write_text(markdown, Path(task_params.evaluate.output_dir) / "model_card.md")
+
+
+def champion_rescored(served: ServedModel, champion: dict | None, eval_set: str, existing) -> float | None:
+    """The champion's score on this run's test set when it was measured on another one and the task
+    can re-score it; None otherwise (a failure to re-score is logged, and the alias then stays)."""
+    if champion is None or champion.get("eval_set") == eval_set or served.rescore is None:
+        return None
+    if existing is not None and str(existing.version) == str(champion["version"]):
+        return None
+    try:
+        rescored = served.rescore(str(champion["version"]))
+    except Exception as exc:  # any failure means "cannot be compared", never a crash of register
+        log.warning("champion v%s could not be re-scored on this test set: %s", champion["version"], exc)
+        return None
+    log.info("champion v%s re-scored on this test set: %s %.4g", champion["version"], served.score_key, rescored)
+    return rescored
+
+
 def register_version(
     params, task_params, served: ServedModel, artifacts: dict, metrics: dict, extra_tags: dict[str, str], task: str
 ) -> dict:
@@ -132,18 +182,21 @@ def register_version(
     client = mlflow.MlflowClient()
     run_id = tracking.load_run_id(task_params.train.output_dir)
     model_md5 = file_md5(artifacts["checkpoint"])
+    eval_set = metrics[served.comparable_on]
     tags = {
         **lineage_tags(params, task_params),
         **extra_tags,
         "score_metric": served.score_key,
         "score": str(score),
         "eval_set_hash": metrics["eval_set_hash"],
+        served.comparable_on: eval_set,
         "model_md5": model_md5,
     }
     existing = version_from_run(client, cfg.model_name, run_id, model_md5)
-    champion = current_champion(client, cfg.model_name, cfg.alias)
+    champion = current_champion(client, cfg.model_name, cfg.alias, served.comparable_on)
+    rescored = champion_rescored(served, champion, eval_set, existing)
     promote, reason = should_promote(
-        score, metrics["eval_set_hash"], champion, served.lower_is_better, existing and str(existing.version)
+        score, eval_set, champion, served.lower_is_better, existing and str(existing.version), rescored
     )
     if existing is None:
         info = log_pyfunc(served, artifacts, run_id)
@@ -162,6 +215,11 @@ def register_version(
         client.set_registered_model_alias(cfg.model_name, cfg.alias, mv_version)
     moved = "points at it" if promote else "unchanged"
     log.info("%s v%s registered; alias %s %s: %s", cfg.model_name, mv_version, cfg.alias, moved, reason)
+    if served.card is not None:  # why the alias moved or not is known now: the card says it
+        before = champion and str(champion["version"])
+        decision = Decision(cfg.model_name, mv_version, cfg.alias, promote, reason, served.score_key, score, before)
+        lineage = {**mv.tags, **tags}  # a reused version keeps the tags of the run that registered it (Prefect's)
+        publish_card(client, render(served.card, decision, lineage, run_id), decision, run_id, task_params)
     result = {
         "model_name": cfg.model_name,
         "version": mv_version,

@@ -81,9 +81,10 @@ class TrainLoop(Section):
     epochs: Count
     optimizer: Literal["adam", "adamw"]
     lr: Positive
+    layer_lr_decay: Annotated[float, Field(ge=1)]
     weight_decay: Annotated[float, Field(ge=0)]
     clip: Positive
-    scheduler: Literal["plateau", "cosine"]
+    scheduler: Literal["plateau", "cosine", "slanted_triangular"]
     plateau_factor: Annotated[float, Field(gt=0, lt=1)]
     plateau_patience: Count0
     warmup_epochs: Count0
@@ -96,3 +97,59 @@ class Register(Section):
     model_name: str
     output: str
     alias: str
+
+
+# --- the hyperparameter sweep (flows/sweep.py, tasks/tuning/) ------------------------------------
+# low < high, a log range above 0 and each key's place in the task's params are checked when a
+# sweep starts (tasks/tuning/space.py), where the task's params are known.
+
+
+class FloatDimension(Section):  # trial.suggest_float(key, low, high, log=log)
+    key: str  # a dotted params key of the task, e.g. lyrics.train.lr
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool
+
+
+class IntDimension(Section):  # trial.suggest_int(key, low, high, log=log)
+    key: str
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool
+
+
+class CategoricalDimension(Section):  # trial.suggest_categorical(key, choices)
+    key: str
+    type: Literal["categorical"]
+    choices: Annotated[list[bool | int | float | str | None], Field(min_length=1)]
+
+
+Dimension = Annotated[FloatDimension | IntDimension | CategoricalDimension, Field(discriminator="type")]
+
+
+class SweepTask(Section):
+    epochs: Count  # a trial's train.epochs
+    metric: str  # a validation key of the epoch's history row
+    direction: Literal["minimize", "maximize"]
+    space: Annotated[list[Dimension], Field(min_length=1)]
+
+
+class SweepPruner(Section):  # optuna.pruners.MedianPruner
+    startup_trials: Count0
+    min_epochs: Count
+
+
+class Sweep(Section):
+    storage: str
+    output_dir: str
+    trials: Count
+    timeout_minutes: Positive | None
+    parallel: Count
+    seed: int
+    startup_trials: Count0
+    try_defaults_first: bool
+    pruner: SweepPruner
+    lyrics: SweepTask
+    reviews: SweepTask

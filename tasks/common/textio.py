@@ -12,6 +12,7 @@ bytes mean binary, not text.
 import codecs
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import charset_normalizer
@@ -130,3 +131,48 @@ def read_text_file(path: Path) -> str:
     if not text.strip():
         raise PipelineError(f"{path}: file is empty; put UTF-8 text in it or remove it")
     return text
+
+
+SAMPLE_BYTES = 1 << 20  # how much of a large file decides its encoding
+
+
+def sample_codec(path: Path, sample: bytes) -> str:
+    """The codec of a large file, decided on its first SAMPLE_BYTES as `read_text_file` decides on
+    a whole file (a byte-order mark, valid UTF-8, or GB18030/Big5 detected)."""
+    bom = next((b for b in BOMS if sample.startswith(b[0])), None)
+    if bom:
+        return {"utf-8": "utf-8-sig", "utf-16-le": "utf-16", "utf-16-be": "utf-16", "utf-32-le": "utf-32"}.get(
+            bom[1], bom[1]
+        )
+    reason = binary_reason(sample)
+    if reason:
+        raise PipelineError(f"{path}: looks like a binary file ({reason}), not text; remove it or {resave(path)}")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)  # a character cut at the end is fine
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        detect_chinese(path, sample, exc)  # raises unless the sample is certainly Chinese in a legacy encoding
+        return charset_normalizer.from_bytes(sample).best().encoding
+
+
+def text_lines(path: Path) -> Iterator[str]:
+    """The file's lines (without line breaks), streamed: memory stays flat whatever the file's
+    size. A file up to SAMPLE_BYTES is read whole with `read_text_file`'s checks; a larger one is
+    decoded with the codec its start shows, and a bad byte later is a one-line error naming the line."""
+    path = Path(path)
+    with path.open("rb") as f:
+        sample = f.read(SAMPLE_BYTES + 1)
+    if len(sample) <= SAMPLE_BYTES:
+        yield from read_text_file(path).splitlines()
+        return
+    codec = sample_codec(path, sample[:SAMPLE_BYTES])
+    number = 0  # lines read so far, for the error
+    try:
+        with path.open(encoding=codec) as f:
+            for line in f:
+                number += 1
+                yield line.rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise PipelineError(
+            f"{path}: not valid {codec} after line {number} (its start read as {codec}); {resave(path)}"
+        ) from exc

@@ -3,94 +3,29 @@ windows), validation loss per epoch, then the continuous cache fitted on validat
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from tasks.common import tracking
 from tasks.common.errors import PipelineError
-from tasks.lyrics.batching import batchify, get_batch, lm_stream
-from tasks.lyrics.model import RNNLanguageModel, detach_hidden
+from tasks.common.lineage import file_md5
+from tasks.lyrics.batching import batchify, lm_stream
+from tasks.lyrics.bits_per_char import bits_per_char, scored_chars, unk_spelling_bits
+from tasks.lyrics.finetune import model_from_base
+from tasks.lyrics.model import RNNLanguageModel
 from tasks.lyrics.neural_cache import fit_cache
 from tasks.text.vocab import tokens_by_split
 from tasks.training import distributed
-from tasks.training.device import autocast
+from tasks.training.base_model import load_base
+from tasks.training.language_model import epoch_row, loss_totals, output_args, window_loss, windows
 from tasks.training.loop import TaskPieces, fit
 from tasks.training.run import prepare_run, save_outputs
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def loss_totals(model: nn.Module, data: torch.Tensor, bptt: int, device: torch.device) -> tuple[float, int]:
-    """(summed NLL, target count) over a batchified (N, B) tensor, state carried along; a rank's
-    shard may have no columns (0.0, 0)."""
-    model.eval()
-    total, count, hidden = 0.0, 0, None
-    if data.size(1) == 0:
-        return total, count
-    for i in range(0, data.size(0) - 1, bptt):
-        x, y = (t.to(device, non_blocking=True) for t in get_batch(data, i, bptt))  # (T, B)
-        with autocast(device):
-            loss, hidden = model(x, hidden, y)  # mean NLL of the window
-        total += loss.item() * y.numel()
-        count += y.numel()
-    return total, count
-
-
-def estimate_loss(model: nn.Module, data: torch.Tensor, bptt: int, device: torch.device) -> float:
-    """Mean cross-entropy per target token over a batchified (N, B) tensor, state carried along."""
-    total, count = loss_totals(model, data, bptt, device)
-    return total / max(count, 1)
-
-
-def windows(data: torch.Tensor, bptt: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The training windows of a batchified (N, B) stream, in order (the hidden state carries from
-    one to the next): inputs (T, B) and next-token targets (T, B)."""
-    for i in range(0, data.size(0) - 1, bptt):
-        yield get_batch(data, i, bptt)
-
-
-def window_loss(net: nn.Module, batch, hidden, device: torch.device) -> tuple[torch.Tensor, Any, tuple[int]]:
-    """Mean NLL of one window, the state it leaves, and its target count."""
-    x, y = (t.to(device, non_blocking=True) for t in batch)  # (T, B)
-    hidden = detach_hidden(hidden)  # truncated BPTT: keep the state, drop its history
-    with autocast(device):
-        loss, hidden = net(x, hidden, y)  # mean NLL of (T, B)
-    return loss, hidden, (y.numel(),)
-
-
-def epoch_row(
-    epoch: int, totals: dict, seconds: float, lr: float, model: nn.Module, val_data: torch.Tensor, bptt: int, device
-) -> dict:
-    """Validate on every rank's columns and log the epoch: its history row."""
-    train_loss = totals["loss"] / totals["tokens"]
-    val_total, val_count = distributed.all_reduce_sum(*loss_totals(model, val_data, bptt, device))
-    val_loss = val_total / max(val_count, 1)
-    row = {
-        "train_loss": train_loss,
-        "val_loss": val_loss,
-        "train_ppl": math.exp(train_loss),
-        "val_ppl": math.exp(val_loss),
-        "lr": lr,
-        "tokens_per_s": totals["tokens"] / seconds,
-        "seconds": seconds,
-    }
-    log.info(
-        "epoch %3d | train loss %.3f ppl %7.1f | val loss %.3f ppl %7.1f | lr %.2e | %6.0f tok/s",
-        epoch,
-        train_loss,
-        row["train_ppl"],
-        val_loss,
-        row["val_ppl"],
-        row["lr"],
-        row["tokens_per_s"],
-    )
-    return row
 
 
 def language_model_pieces(
@@ -129,20 +64,13 @@ def train_language_model(
     return fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
 
 
-def output_args(model_cfg, vocab_size: int) -> dict:
-    """The output layer's constructor args for this vocabulary: adaptive cutoffs at or beyond the
-    vocabulary size are dropped (the default [2000, 10000] fits vocabularies of any size above 2000)."""
-    if model_cfg.output != "adaptive":
-        return {}
-    cutoffs = [c for c in model_cfg.adaptive_cutoffs if c < vocab_size]
-    if not cutoffs:
-        raise PipelineError(
-            f"params.yaml: lyrics.model.adaptive_cutoffs {model_cfg.adaptive_cutoffs} are all >= the "
-            f"vocabulary size {vocab_size}; set a cutoff below it (or output: softmax)"
-        )
-    if cutoffs != model_cfg.adaptive_cutoffs:
-        log.info("adaptive softmax: cutoffs %s (dropped those >= the vocabulary size %d)", cutoffs, vocab_size)
-    return {"adaptive_cutoffs": cutoffs}
+def build_model(lp, vocab) -> tuple[RNNLanguageModel, dict]:
+    """The model to train and its constructor args: from the pretrained base when
+    `lyrics.base_model` is set (its architecture, lyrics.model's dropouts), else from lyrics.model."""
+    if lp.base_model:
+        return model_from_base(load_base(lp.base_model, lp.tokenize.level), vocab, lp.model)
+    model_args = {"vocab_size": len(vocab), **lp.model.model_dump(), **output_args(lp.model, len(vocab))}
+    return RNNLanguageModel(**model_args), model_args
 
 
 def load_streams(lp, vocab) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -173,10 +101,18 @@ def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | 
     """Train the language model on the split; save models/<task>/model.pt and the MLflow run id."""
     cfg = lp.train
     train_data, val_data, val_stream, n_train_tokens = load_streams(lp, vocab)
-    model_args = {"vocab_size": len(vocab), **lp.model.model_dump(), **output_args(lp.model, len(vocab))}
-    model = RNNLanguageModel(**model_args)
-    logged = {"vocab.size": len(vocab), "data.train_tokens": n_train_tokens, "device": str(device)}
-    run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(params, lp, vocab, task, extra_tags, logged, on_epoch)
+    model, model_args = build_model(lp, vocab)
+    logged = {
+        "vocab.size": len(vocab),
+        "data.train_tokens": n_train_tokens,
+        "device": str(device),
+        "base_model": lp.base_model or "none",
+        **{f"arch.{k}": v for k, v in model_args.items()},  # what was built (a base decides the sizes)
+    }
+    data_id = file_md5(lp.split.output) + (f"-{file_md5(lp.base_model)}" if lp.base_model else "")
+    run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(
+        params, lp, vocab, task, extra_tags, logged, on_epoch, data_id=data_id
+    )
     pieces = language_model_pieces(model, train_data, val_data, cfg, device)
     history = fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
     best = min(history, key=lambda r: r["val_loss"])
@@ -187,6 +123,7 @@ def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | 
         "stopped_by": history.stopped_by,
     }
     if distributed.is_main():
+        result["val_bits_per_char"] = validation_bits_per_char(model, lp, vocab, val_stream, device, run_id)
         cache = fit_language_model_cache(model, val_stream, run_id) if cfg.continuous_cache else None
         save_outputs(
             lp,
@@ -205,6 +142,18 @@ def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | 
         )
         result["cache"] = cache
     return result
+
+
+def validation_bits_per_char(model, lp, vocab, val_stream: torch.Tensor, device, run_id: str) -> float:
+    """The trained model's bits per character on the whole validation text, charged as evaluate
+    charges the test text (tasks/lyrics/bits_per_char.py): what tokenizations and bases are chosen
+    by, since perplexities of different vocabularies cannot be compared."""
+    val_lines = tokens_by_split(lp.split.output)["val"]
+    nll, _ = loss_totals(model, batchify(val_stream, 1), lp.train.bptt, device)  # summed over N-1 targets
+    bpc = bits_per_char(nll, unk_spelling_bits(val_lines, vocab), scored_chars(val_lines))
+    log.info("validation: %.3f bits per character (the model alone)", bpc)
+    tracking.log_metrics(run_id, {"val_bits_per_char": bpc})
+    return bpc
 
 
 def fit_language_model_cache(model: RNNLanguageModel, val_stream: torch.Tensor, run_id: str) -> dict:

@@ -44,6 +44,18 @@ def build_vocab(token_lists: list[list[str]], min_freq: int, max_size: int) -> t
     return Vocab(SPECIALS + ranked[: max(0, max_size - len(SPECIALS))]), counts
 
 
+def extend_vocab(
+    base_itos: list[str], token_lists: list[list[str]], min_freq: int, max_size: int
+) -> tuple[Vocab, Counter]:
+    """A pretrained base's vocabulary (its ids unchanged, so its embedding rows still fit) followed
+    by the training tokens it lacks (count >= min_freq, by falling count), up to max_size in all;
+    the base's own tokens are never dropped."""
+    counts = Counter(tok for tokens in token_lists for tok in tokens)
+    known = set(base_itos)
+    new = sorted((t for t, c in counts.items() if c >= min_freq and t not in known), key=lambda t: (-counts[t], t))
+    return Vocab(list(base_itos) + new[: max(0, max_size - len(base_itos))]), counts
+
+
 def oov_rate(token_lists: list[list[str]], vocab: Vocab) -> float:
     total = sum(len(t) for t in token_lists)
     oov = sum(tok not in vocab.stoi for tokens in token_lists for tok in tokens)

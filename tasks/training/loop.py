@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tasks.common.atomic import atomic_path
+from tasks.common.errors import PipelineError
 from tasks.common.progress import EpochProgress
 from tasks.training import distributed
 
@@ -47,26 +48,38 @@ class TaskPieces:
     find_unused_parameters: bool = False  # DDP: some parameter may get no gradient in a step
 
 
+STLR_RATIO = 32  # slanted triangular: the lowest LR is lr / 32 (Howard & Ruder 2018)
+
+
 def make_scheduler(optimizer, cfg, steps_per_epoch: int):
+    """ReduceLROnPlateau on the epoch scores, or a per-step factor of each group's LR: linear
+    warmup then cosine decay, or ULMFiT's slanted triangular schedule (a short linear rise from
+    lr/32 over `warmup_epochs`, then a long linear fall back to lr/32 at `epochs`)."""
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=cfg.plateau_factor, patience=cfg.plateau_patience
         )
     warmup, total = cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
 
-    def lr_factor(step: int) -> float:
+    def cosine(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
+    def slanted_triangular(step: int) -> float:
+        rise = max(1, warmup)
+        p = step / rise if step < rise else max(0.0, 1 - (step - rise) / max(1, total - rise))
+        return (1 + p * (STLR_RATIO - 1)) / STLR_RATIO
+
+    lr_factor = cosine if cfg.scheduler == "cosine" else slanted_triangular
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
 
 def advance_lr(scheduler, cfg, epoch_score: float | None = None) -> None:
     """The one place the LR schedule moves. `fit` calls it after every optimizer step (no score)
-    and after every epoch with the monitored score, lower is better: warmup+cosine counts steps,
-    ReduceLROnPlateau watches the epoch scores."""
-    if cfg.scheduler == "cosine" and epoch_score is None:
+    and after every epoch with the monitored score, lower is better: warmup+cosine and the slanted
+    triangular schedule count steps, ReduceLROnPlateau watches the epoch scores."""
+    if cfg.scheduler != "plateau" and epoch_score is None:
         scheduler.step()
     elif cfg.scheduler == "plateau" and epoch_score is not None:
         scheduler.step(epoch_score)
@@ -144,7 +157,7 @@ def fit(
         seconds = time.perf_counter() - t0
         watch.end()  # before epoch_row, whose summary line takes the bar's place
         totals = dict(zip(totals, distributed.all_reduce_sum(*totals.values())))  # every rank's batches
-        row = {"epoch": epoch, **task.epoch_row(epoch, totals, seconds, optimizer.param_groups[0]["lr"])}
+        row = {"epoch": epoch, **task.epoch_row(epoch, totals, seconds, optimizer.param_groups[-1]["lr"])}
         row, out_of_time = distributed.from_main((row, over_budget(cfg, started)))
         score = row[task.monitor]
         advance_lr(scheduler, cfg, -score if task.higher_is_better else score)  # plateau minimises
@@ -171,10 +184,26 @@ def add_batch(totals: dict[str, float], counts: tuple[str, ...], loss_value: flo
 
 
 def make_optimizer(model: nn.Module, cfg, steps_per_epoch: int):
-    """AdamW (decoupled weight decay) or Adam, and its LR schedule."""
+    """AdamW (decoupled weight decay) or Adam, and its LR schedule. With `layer_lr_decay` > 1 the
+    learning rates are discriminative (ULMFiT): the top layer group trains at `lr`, each group below
+    it at the rate above divided by the decay, so pretrained lower layers move least."""
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = opt_cls(param_groups(model, cfg.lr, cfg.layer_lr_decay), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return optimizer, make_scheduler(optimizer, cfg, steps_per_epoch)
+
+
+def param_groups(model: nn.Module, lr: float, decay: float) -> list[dict]:
+    """One group of all parameters at `lr`, or (decay > 1, a model with `layer_groups()`, bottom
+    to top) one group per layer at lr / decay ** (layers above it)."""
+    if decay == 1:
+        return [{"params": list(model.parameters()), "lr": lr}]
+    if not hasattr(model, "layer_groups"):
+        raise PipelineError(
+            f"train.layer_lr_decay={decay} needs a model with layer groups "
+            f"({type(model).__name__} has none); set it to 1"
+        )
+    groups = model.layer_groups()
+    return [{"params": params, "lr": lr / decay ** (len(groups) - 1 - i)} for i, params in enumerate(groups)]
 
 
 def over_budget(cfg, started: float) -> bool:

@@ -66,11 +66,12 @@ def stopped_by_of(model_pt: str | Path) -> str | None:
     return torch.load(model_pt, map_location="cpu", weights_only=True, mmap=True).get("stopped_by")
 
 
-def fingerprint_of(tp, vocab, split_path: str) -> str:
-    """A checkpoint is resumed only for the same model, loop settings, vocabulary, split and number
-    of processes (a process count other than 1 changes what each step sees)."""
+def fingerprint_of(tp, vocab, data_id: str) -> str:
+    """A checkpoint is resumed only for the same model, loop settings, vocabulary, data (`data_id`:
+    e.g. the split's md5) and number of processes (a process count other than 1 changes what each
+    step sees)."""
     world = distributed.world_size()
-    return f"{params_hash(tp.model)}-{params_hash(tp.train)}-{vocab.hash}-{file_md5(split_path)[:12]}" + (
+    return f"{params_hash(tp.model)}-{params_hash(tp.train)}-{vocab.hash}-{data_id[:12]}" + (
         f"-world{world}" if world > 1 else ""
     )
 
@@ -94,16 +95,24 @@ def _resumable_run_id(checkpoint: Path, fingerprint: str) -> str | None:
 
 
 def prepare_run(
-    params, tp, vocab, task: str, extra_tags: dict[str, str] | None, logged: dict, on_epoch: Callable | None = None
+    params,
+    tp,
+    vocab,
+    task: str,
+    extra_tags: dict[str, str] | None,
+    logged: dict,
+    on_epoch: Callable | None = None,
+    data_id: str | None = None,
 ):
     """What both trainers do once their model is built: under torchrun each rank draws its own
     dropout masks (the initial weights were drawn alike), then the epoch checkpoint to resume from,
     its fingerprint, and (rank 0) the MLflow run. Returns (run_id, on_epoch_end, checkpoint, fingerprint).
     `on_epoch(row)`: the caller's own per-epoch hook (a sweep reports and prunes there), run on rank 0
-    after the epoch is logged to MLflow."""
+    after the epoch is logged to MLflow. `data_id`: what identifies the training data for the
+    checkpoint (default: the md5 of the task's split)."""
     if distributed.world_size() > 1:
         torch.manual_seed(tp.train.seed + distributed.rank())
-    fingerprint = fingerprint_of(tp, vocab, tp.split.output)
+    fingerprint = fingerprint_of(tp, vocab, data_id or file_md5(tp.split.output))
     checkpoint = Path(tp.train.checkpoint_dir) / "last.pt"
     run_id, on_epoch_end = start_tracking(params, tp, task, fingerprint, checkpoint, extra_tags, logged)
     if on_epoch is not None and on_epoch_end is not None:

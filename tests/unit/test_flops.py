@@ -59,6 +59,30 @@ def test_language_model_forward_flops(output):
         assert flops.lm_forward_flops(args, fractions) < flops.lm_forward_flops(args)
 
 
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_language_model_flops_with_inner_layers_wider_than_the_embedding(tie_weights):
+    # AWD-LSTM shape, as pretrain.model: tied, the top layer outputs embedding_size (8) while the
+    # inner layers are hidden_size (12) wide; the dropouts are matmul-free
+    T, B = 5, 3
+    args = {
+        "vocab_size": 30,
+        "embedding_size": 8,
+        "hidden_size": 12,
+        "num_layers": 3,
+        "cell": "lstm",
+        "tie_weights": tie_weights,
+        "dropout": 0.1,
+        "embedding_dropout": 0.1,
+        "weight_dropout": 0.2,
+    }
+    model = RNNLanguageModel(**args).eval()
+    x = torch.randint(0, 30, (T, B))
+    assert counted(lambda: model(x)) == pytest.approx(T * B * flops.lm_forward_flops(args))
+    top = 8 if tie_weights else 12
+    by_hand = flops.rnn_flops("lstm", 8, 12) + flops.rnn_flops("lstm", 12, 12) + flops.rnn_flops("lstm", 12, top)
+    assert flops.lm_forward_flops(args) == by_hand + 2 * top * 30
+
+
 def test_classifier_forward_flops_counts_the_rnn_and_attention():
     B, T = 3, 9
     args = {

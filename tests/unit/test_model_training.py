@@ -6,15 +6,13 @@ import time
 
 import pytest
 import torch
-from pydantic import ValidationError
 
-from tasks.common.params import section_from_yaml
 from tasks.lyrics.batching import batchify, get_batch, lm_stream
 from tasks.lyrics.kneser_ney import KneserNeyLM
 from tasks.lyrics.model import RNNLanguageModel, detach_hidden
-from tasks.lyrics.params import Model
-from tasks.lyrics.train import estimate_loss, train_language_model
+from tasks.lyrics.train import train_language_model
 from tasks.text.vocab import EOS, Vocab
+from tasks.training.language_model import estimate_loss
 from tests.helpers import TRAIN_PATTERN, V, pattern_stream, train_cfg
 
 CPU = torch.device("cpu")
@@ -31,15 +29,17 @@ def test_model_shapes(cell, num_layers):
     x = torch.randint(0, V, (T, B))
     logits, hidden = model(x)
     assert logits.shape == (T, B, V)
-    states = hidden if cell == "lstm" else (hidden,)
-    assert isinstance(hidden, tuple) == (cell == "lstm")
-    for h in states:
-        assert h.shape == (num_layers, B, H)
+    assert len(hidden) == num_layers  # one state per layer
+    for state in hidden:
+        assert isinstance(state, tuple) == (cell == "lstm")
+        for h in state if cell == "lstm" else (state,):
+            assert h.shape == (1, B, H)  # untied: every layer is hidden_size wide
     # the state carries into the next window, detached from the graph
     logits2, hidden2 = model(x[:2], detach_hidden(hidden))
     assert logits2.shape == (2, B, V)
-    for h in detach_hidden(hidden) if cell == "lstm" else (detach_hidden(hidden),):
-        assert not h.requires_grad
+    for state in detach_hidden(hidden):
+        for h in state if cell == "lstm" else (state,):
+            assert not h.requires_grad
 
 
 def test_detach_hidden_none():
@@ -55,12 +55,13 @@ def test_tie_weights_shares_the_tensor():
     assert sum(p.numel() for p in untied.parameters()) == n_tied + 11 * 8
 
 
-def test_tie_weights_with_mismatched_sizes_raises():
-    with pytest.raises(ValueError, match="tie_weights"):
-        RNNLanguageModel(11, 8, 16, 1, tie_weights=True)
-    with pytest.raises(ValidationError, match="tie_weights"):
-        section_from_yaml(Model, "lyrics.model", embedding_size=8, hidden_size=16, tie_weights=True)
-    section_from_yaml(Model, "lyrics.model", embedding_size=8, hidden_size=16, tie_weights=False)  # fine untied
+def test_tied_model_with_wider_layers_ends_at_the_embedding_size():
+    # AWD-LSTM: inner layers wider than the embedding, the top layer feeding the tied decoder
+    model = RNNLanguageModel(11, 8, 16, 2, tie_weights=True)
+    assert [r.hidden_size for r in model.rnns] == [16, 8]
+    out, _ = model.features(torch.randint(0, 11, (5, 2)))
+    assert out.shape == (5, 2, 8)
+    assert model(torch.randint(0, 11, (5, 2)))[0].shape == (5, 2, 11)
 
 
 # --- batching -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from tasks.lyrics.kneser_ney import CACHE_LAMBDAS, CACHE_WINDOWS, KneserNeyLM, f
 from tasks.lyrics.kneser_ney import perplexities as kn_perplexities
 from tasks.lyrics.model import RNNLanguageModel
 from tasks.lyrics.neural_cache import LAMBDAS, THETAS, WINDOWS, cache_probs, fit_cache, perplexities, stream_states
-from tasks.lyrics.train import estimate_loss
+from tasks.training.language_model import estimate_loss
 
 V = 40
 

@@ -17,7 +17,8 @@ from tasks.lyrics.params import Model, Train
 from tasks.reviews.params import ReviewsInput
 
 # A file may leave out a whole task; everything else must come from the file.
-OPTIONAL_TASK_SECTIONS = {(Params, "lyrics"), (Params, "reviews")}
+# A project may leave out a whole task, or the pretraining section when no task fine-tunes a base.
+OPTIONAL_TASK_SECTIONS = {(Params, "lyrics"), (Params, "reviews"), (Params, "pretrain")}
 
 
 def shipped() -> dict:
