@@ -69,7 +69,7 @@ def project(tmp_path_factory):
     """The tiny project with both tasks' data stages run (in-process: a subprocess per stage costs
     seconds of imports)."""
     # Stage imports stay here: mp.spawn's workers import this module, and need only torch.
-    from tasks import clean, ingest, split, tokenize, vocab
+    from tasks import clean, ingest, pretrain, split, tokenize, vocab
     from tasks.common.params import load_params
 
     root = tmp_path_factory.mktemp("ddp")
@@ -77,6 +77,7 @@ def project(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         params = load_params("params.yaml")
+        pretrain.run(params)  # the tiny base the lyrics model fine-tunes from
         for stage in (clean, tokenize, split, vocab):
             stage.run(params, task="lyrics")
         for stage in (ingest, clean, tokenize, split, vocab):

@@ -14,7 +14,7 @@ from flows import fingerprint as fp
 from tasks.common.params import load_params
 from tests.helpers import ROOT, build_tiny_project, copy_project, sh, tiny_params_dict, write_params, write_tiny_corpus
 
-LYRICS = ["clean", "tokenize", "split", "vocab", "train", "evaluate", "register"]
+LYRICS = ["pretrain", "clean", "tokenize", "split", "vocab", "train", "evaluate", "register"]
 
 
 # --- fingerprints ---------------------------------------------------------------------------------
@@ -26,9 +26,16 @@ def test_stage_spec_reads_dvc_yaml_with_the_params_in_use(tmp_path, monkeypatch)
     params = load_params("params.yaml", {"lyrics.vocab.output": "elsewhere/vocab.json", "lyrics.vocab.min_freq": 3})
     spec = fp.stage_spec(params, "lyrics-vocab")
     assert spec.module == "tasks.vocab"
-    assert spec.deps == ("data/split/lyrics.parquet", "tasks/text/vocab.py", "tasks/vocab.py")
+    assert spec.deps == (
+        "data/split/lyrics.parquet",
+        "models/pretrain/model.pt",  # ${lyrics.base_model}: the vocabulary extends the base's
+        "tasks/text/vocab.py",
+        "tasks/training/base_model.py",
+        "tasks/vocab.py",
+    )
     assert spec.outs == ("elsewhere/vocab.json",)  # ${lyrics.vocab.output} follows the override
-    assert spec.params["lyrics.vocab"]["min_freq"] == 3 and set(spec.params) == {"lyrics.vocab"}
+    assert spec.params["lyrics.vocab"]["min_freq"] == 3
+    assert set(spec.params) == {"lyrics.base_model", "lyrics.tokenize.level", "lyrics.vocab"}
     evaluate = fp.stage_spec(params, "lyrics-evaluate")  # metrics and `${...}/file` outs count too
     assert {"reports/lyrics/metrics.json", "reports/lyrics/samples.md"} <= set(evaluate.outs)
 

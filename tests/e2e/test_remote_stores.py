@@ -154,8 +154,8 @@ def test_process_work_pool_worker_runs_the_deployment(tmp_path):
 
         # Logs reach the API asynchronously, after --watch may have returned: wait (bounded) for them.
         with contextlib.suppress(TimeoutError):
-            wait_until(lambda: cached_lines() >= 7, 60, "the flow run's task logs")
-        assert cached_lines() == 7
+            wait_until(lambda: cached_lines() >= 8, 60, "the flow run's task logs")
+        assert cached_lines() == 8  # pretrain and the seven lyrics stages
     finally:
         stop(worker)
         stop(server)
