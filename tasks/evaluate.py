@@ -1,8 +1,10 @@
 """Stage `evaluate`, logged to the pipeline's MLflow run.
 
-lyrics: test perplexity and OOV rate of the trained model beside an interpolated Kneser-Ney
-baseline fitted on the same train split and scored on the same test tokens; samples; metrics.json
-and learning-curve plots (tasks/lyrics/evaluate.py).
+lyrics: the model alone (no cache): test perplexity and bits per character beside an interpolated
+Kneser-Ney baseline fitted on the same train split and scored on the same test tokens, and a
+character Kneser-Ney on the same text; the cached variant; samples with sampling chosen on
+validation and their statistics against real lyrics; metrics.json and learning-curve plots
+(tasks/lyrics/evaluate.py).
 reviews: accuracy, macro precision / recall / F1 and ROC-AUC (binary) on the test split beside a
 TF-IDF + logistic-regression baseline fitted on the same train split; confusion-matrix and PR-curve
 plots; the most confident mistakes (mistakes.md); metrics.json (tasks/reviews/evaluate.py).
