@@ -32,6 +32,7 @@ from tasks.pretraining.stream import bounded_stream, count_tokens, pretraining_v
 from tasks.pretraining.train import base_model_args, pretraining_pieces
 from tasks.training import distributed
 from tasks.training.device import pick_device, set_threads
+from tasks.training.language_model import language_model_checkpoint
 from tasks.training.loop import fit
 from tasks.training.run import prepare_run, save_outputs
 
@@ -125,14 +126,7 @@ def run(params, extra_tags: dict[str, str] | None = None, task: str = "pretrain"
             pp,
             run_id,
             checkpoint,
-            {
-                "model_args": model_args,
-                "state_dict": model.state_dict(),
-                "itos": vocab.itos,
-                "vocab_hash": vocab.hash,
-                "tokenizer": CHAR_TOKENIZER,
-                "cache": None,
-            },
+            language_model_checkpoint(model, model_args, vocab, CHAR_TOKENIZER, None),
             history,
             history.stopped_by,
         )

@@ -21,7 +21,14 @@ from tasks.lyrics.neural_cache import fit_cache
 from tasks.text.vocab import tokens_by_split
 from tasks.training import distributed
 from tasks.training.base_model import load_base
-from tasks.training.language_model import epoch_row, loss_totals, output_args, window_loss, windows
+from tasks.training.language_model import (
+    epoch_row,
+    language_model_checkpoint,
+    loss_totals,
+    output_args,
+    window_loss,
+    windows,
+)
 from tasks.training.loop import TaskPieces, fit
 from tasks.training.run import prepare_run, save_outputs
 
@@ -73,11 +80,10 @@ def build_model(lp, vocab) -> tuple[RNNLanguageModel, dict]:
     return RNNLanguageModel(**model_args), model_args
 
 
-def load_streams(lp, vocab) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """The split as this rank's batchified train and val columns (N, B / world), the whole
+def load_streams(lp, vocab, splits: dict[str, list[list[str]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The split's tokens as this rank's batchified train and val columns (N, B / world), the whole
     validation stream (N,) that the cache is fitted on, and the train token count of all ranks."""
     cfg = lp.train
-    splits = tokens_by_split(lp.split.output)
     world = distributed.world_size()
     if cfg.batch_size < world:
         raise PipelineError(
@@ -100,7 +106,8 @@ def load_streams(lp, vocab) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, i
 def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str, on_epoch=None) -> dict:
     """Train the language model on the split; save models/<task>/model.pt and the MLflow run id."""
     cfg = lp.train
-    train_data, val_data, val_stream, n_train_tokens = load_streams(lp, vocab)
+    splits = tokens_by_split(lp.split.output)
+    train_data, val_data, val_stream, n_train_tokens = load_streams(lp, vocab, splits)
     model, model_args = build_model(lp, vocab)
     logged = {
         "vocab.size": len(vocab),
@@ -123,20 +130,15 @@ def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | 
         "stopped_by": history.stopped_by,
     }
     if distributed.is_main():
-        result["val_bits_per_char"] = validation_bits_per_char(model, lp, vocab, val_stream, device, run_id)
+        result["val_bits_per_char"] = validation_bits_per_char(
+            model, lp, vocab, splits["val"], val_stream, device, run_id
+        )
         cache = fit_language_model_cache(model, val_stream, run_id) if cfg.continuous_cache else None
         save_outputs(
             lp,
             run_id,
             checkpoint,
-            {
-                "model_args": model_args,
-                "state_dict": model.state_dict(),
-                "itos": vocab.itos,
-                "vocab_hash": vocab.hash,
-                "tokenizer": lp.tokenize.model_dump(),
-                "cache": cache,
-            },
+            language_model_checkpoint(model, model_args, vocab, lp.tokenize.model_dump(), cache),
             history,
             history.stopped_by,
         )
@@ -144,11 +146,12 @@ def train(params, lp, vocab, device: torch.device, extra_tags: dict[str, str] | 
     return result
 
 
-def validation_bits_per_char(model, lp, vocab, val_stream: torch.Tensor, device, run_id: str) -> float:
+def validation_bits_per_char(
+    model, lp, vocab, val_lines: list[list[str]], val_stream: torch.Tensor, device, run_id: str
+) -> float:
     """The trained model's bits per character on the whole validation text, charged as evaluate
     charges the test text (tasks/lyrics/bits_per_char.py): what tokenizations and bases are chosen
     by, since perplexities of different vocabularies cannot be compared."""
-    val_lines = tokens_by_split(lp.split.output)["val"]
     nll, _ = loss_totals(model, batchify(val_stream, 1), lp.train.bptt, device)  # summed over N-1 targets
     bpc = bits_per_char(nll, unk_spelling_bits(val_lines, vocab), scored_chars(val_lines))
     log.info("validation: %.3f bits per character (the model alone)", bpc)

@@ -101,3 +101,17 @@ def output_args(model_cfg, vocab_size: int) -> dict:
     if cutoffs != model_cfg.adaptive_cutoffs:
         log.info("adaptive softmax: cutoffs %s (dropped those >= the vocabulary size %d)", cutoffs, vocab_size)
     return {"adaptive_cutoffs": cutoffs}
+
+
+def language_model_checkpoint(model: nn.Module, model_args: dict, vocab, tokenizer: dict, cache: dict | None) -> dict:
+    """What a self-describing language-model checkpoint holds besides the run's params and history
+    (tasks/training/run.py:save_outputs), as tasks/serving/lyrics_generator.py:load_checkpoint
+    reads it back: the lyrics model and the pretrained base share the format."""
+    return {
+        "model_args": model_args,
+        "state_dict": model.state_dict(),
+        "itos": vocab.itos,
+        "vocab_hash": vocab.hash,
+        "tokenizer": tokenizer,
+        "cache": cache,
+    }
