@@ -243,14 +243,8 @@ def build_tiny_project(root: Path, tasks: tuple[str, ...] = ("lyrics",)) -> dict
     if "lyrics" in tasks:  # fine-tuned from a tiny base pretrained on a tiny general text: the whole chain
         write_tiny_corpus(root / "data/raw/lyrics", seed=1)
         general = write_tiny_general_text(root / "data/raw/general.txt")
-        params["pretrain"] = tiny_pretrain_dict(params["pretrain"], root, general.relative_to(root))
-        params["pretrain"]["train"].update(
-            output_dir="models/pretrain",
-            history="reports/pretrain/history.csv",
-            checkpoint_dir=".checkpoints/pretrain",
-        )
-        params["pretrain"]["vocab"]["output"] = "data/vocab/pretrain.json"
-        params["pretrain"]["register"]["output"] = "reports/pretrain/registered.json"
+        # paths relative to the project, as the shipped params.yaml has them (so dvc.yaml's outs match)
+        params["pretrain"] = tiny_pretrain_dict(params["pretrain"], Path("."), general.relative_to(root))
         params["lyrics"]["split"]["block_lines"] = 8
         params["lyrics"]["model"].update(embedding_size=16, hidden_size=16, num_layers=1, dropout=0.0)
         params["lyrics"]["train"].update(batch_size=4, bptt=8, epochs=2)
