@@ -69,6 +69,44 @@ def chars_in(stream: torch.Tensor, itos: list[str]) -> int:
     return int(lengths[stream].sum())
 
 
+def report_vocabulary(pp, vocab, counted, val_stream: torch.Tensor) -> None:
+    """The vocabulary file (rank 0) and the corpus's sizes in the log."""
+    if distributed.is_main():
+        write_json(
+            {
+                "size": len(vocab),
+                "hash": vocab.hash,
+                "corpus_tokens": counted.tokens,
+                "corpus_lines": counted.lines,
+                "itos": vocab.itos,
+            },
+            pp.vocab.output,
+        )
+    log.info(
+        "pretraining corpus: %d lines, %d tokens, %d-token vocabulary; validation %d tokens",
+        counted.lines,
+        counted.tokens,
+        len(vocab),
+        val_stream.numel(),
+    )
+
+
+def base_metrics(history, val_stream: torch.Tensor, vocab, corpus_tokens: int, epoch_tokens: int) -> dict:
+    """reports/pretrain/metrics.json: the best epoch's validation figures, what was trained on, and
+    the hash of the validation text and vocabulary that the registry gate compares on."""
+    best = min(history, key=lambda r: r["val_loss"])
+    val_hash = hashlib.sha256(f"{vocab.hash}-{val_stream.numpy().tobytes().hex()}".encode()).hexdigest()[:16]
+    return {
+        "val_loss": best["val_loss"],
+        "val_perplexity": best["val_ppl"],
+        "val_bits_per_char": best["val_loss"] * val_stream.numel() / chars_in(val_stream, vocab.itos) / math.log(2),
+        "train_tokens_seen": len(history) * epoch_tokens,
+        "corpus_tokens": corpus_tokens,
+        "eval_set_hash": val_hash,
+        "stopped_by": history.stopped_by,
+    }
+
+
 def run(params, extra_tags: dict[str, str] | None = None, task: str = "pretrain") -> dict:
     """Pretrain on the corpus; save the base model.pt, its metrics, and register it."""
     pp = pretrain_section(params)
@@ -82,24 +120,7 @@ def run(params, extra_tags: dict[str, str] | None = None, task: str = "pretrain"
         val_stream = bounded_stream(
             corpus_lines(pp.corpus, pp.text_column, "val", pp.val_fraction, pp.by_clause), vocab, cfg.val_tokens
         )
-        if distributed.is_main():
-            write_json(
-                {
-                    "size": len(vocab),
-                    "hash": vocab.hash,
-                    "corpus_tokens": counted.tokens,
-                    "corpus_lines": counted.lines,
-                    "itos": vocab.itos,
-                },
-                pp.vocab.output,
-            )
-        log.info(
-            "pretraining corpus: %d lines, %d tokens, %d-token vocabulary; validation %d tokens",
-            counted.lines,
-            counted.tokens,
-            len(vocab),
-            val_stream.numel(),
-        )
+        report_vocabulary(pp, vocab, counted, val_stream)
         model_args = base_model_args(pp, vocab)
         model = RNNLanguageModel(**model_args)
         logged = {"vocab.size": len(vocab), "data.corpus_tokens": counted.tokens, "device": str(device)}
@@ -110,18 +131,7 @@ def run(params, extra_tags: dict[str, str] | None = None, task: str = "pretrain"
         history = fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
         if not distributed.is_main():
             return {}
-        best = min(history, key=lambda r: r["val_loss"])
-        metrics = {
-            "val_loss": best["val_loss"],
-            "val_perplexity": best["val_ppl"],
-            "val_bits_per_char": best["val_loss"] * val_stream.numel() / chars_in(val_stream, vocab.itos) / math.log(2),
-            "train_tokens_seen": len(history) * cfg.epoch_tokens,
-            "corpus_tokens": counted.tokens,
-            "eval_set_hash": hashlib.sha256(f"{vocab.hash}-{val_stream.numpy().tobytes().hex()}".encode()).hexdigest()[
-                :16
-            ],
-            "stopped_by": history.stopped_by,
-        }
+        metrics = base_metrics(history, val_stream, vocab, counted.tokens, cfg.epoch_tokens)
         save_outputs(
             pp,
             run_id,
