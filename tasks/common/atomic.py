@@ -39,3 +39,15 @@ def write_json(obj: object, path: str | Path) -> None:
 def write_text(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def parquet_writer(path: str | Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A Parquet writer for record batches that appears at `path` only once the block finishes:
+    a streaming stage killed half-way leaves no half file behind."""
+    with atomic_path(path) as tmp:
+        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+        try:
+            yield writer
+        finally:
+            writer.close()
