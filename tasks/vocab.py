@@ -9,7 +9,7 @@ import logging
 
 from tasks.common.atomic import write_json
 from tasks.common.cli import stage_main
-from tasks.common.params import task_section
+from tasks.common.params import base_model_of, task_section
 from tasks.text.vocab import build_vocab, extend_vocab, oov_rate, tokens_by_split
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ def run(params, task: str = "lyrics") -> dict:
     tp = task_section(params, task)
     cfg = tp.vocab
     splits = tokens_by_split(cfg.input)
-    base_model = getattr(tp, "base_model", None)  # a task that fine-tunes a pretrained base
+    base_model = base_model_of(tp)  # a task that fine-tunes a pretrained base
     if base_model:
         from tasks.training.base_model import load_base  # noqa: PLC0415 (torch: only with a base)
 

@@ -51,6 +51,14 @@ def task_section(params: Params, task: str):
     return section
 
 
+def base_model_of(tp) -> str | None:
+    """The pretrained base a task's section fine-tunes from (`<task>.base_model`), or None: no base
+    set, or a task whose `train.init` chooses another start (reviews: ppmi | random)."""
+    if getattr(tp.train, "init", "pretrained") != "pretrained":
+        return None
+    return getattr(tp, "base_model", None)
+
+
 def tracking_store(params: Params) -> str:
     """The MLflow store a run logs to: MLFLOW_TRACKING_URI when set, else `tracking.uri`. The one
     rule the stages, the stage cache's fingerprint and the CLIs share."""
