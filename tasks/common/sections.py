@@ -54,7 +54,8 @@ class Tokenize(Stage):
 class SplitFraction(Stage):
     val_fraction: Fraction
     test_fraction: Fraction
-    seed: int
+    seed: int  # keys the hash that places each review / song (tasks/split.py)
+    batch_rows: Count  # rows read and written at a time: memory stays flat whatever the corpus size
 
 
 class Vocab(Stage):

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -11,7 +12,7 @@ from tasks.common.errors import PipelineError
 from tasks.common.params import section_from_yaml
 from tasks.common.sections import Tokenize
 from tasks.lyrics.params import Split
-from tasks.lyrics.split import group_ids, split_by_group, split_groups
+from tasks.lyrics.split import group_keys, split_by_group, split_groups
 from tasks.text.segment import segment, tokenize_table
 from tasks.text.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab, build_vocab, load_vocab, oov_rate
 
@@ -109,9 +110,9 @@ def test_val_and_test_lines_repeating_a_train_line_are_dropped():
     assert len(rows) < table.num_rows
 
 
-def test_group_ids_one_group_per_file_else_blocks():
-    assert group_ids(["a", "a", "b", "c", "c"], 2).tolist() == [0, 0, 1, 2, 2]
-    assert group_ids(["a"] * 7, 3).tolist() == [0, 0, 0, 1, 1, 1, 2]
+def test_group_keys_one_group_per_file_else_blocks():
+    assert group_keys(["a", "a", "b", "c", "c"], 2) == ["a", "a", "b", "c", "c"]
+    assert group_keys(["a"] * 7, 3) == ["a#0"] * 3 + ["a#1"] * 3 + ["a#2"]
 
 
 def test_split_is_deterministic_for_a_seed():
@@ -174,12 +175,31 @@ def test_split_with_an_empty_split_raises():
             split_by_group(table, split_cfg(seed=seed), "tokens.parquet")
 
 
+def test_songs_keep_their_split_whatever_the_row_order_and_the_other_songs():
+    table = songs_table(20, 5)
+    first = dict(
+        zip(table.column("source").to_pylist(), split_by_group(table, split_cfg()).column("split").to_pylist())
+    )
+    shuffled = table.take(np.random.default_rng(0).permutation(table.num_rows))
+    out = split_by_group(shuffled, split_cfg())
+    assert dict(zip(out.column("source").to_pylist(), out.column("split").to_pylist())) == first
+    # A song's place in the hash order is its own: dropping a train song (the test/val line goals
+    # still met by the same songs) moves no other song
+    train_song = next(s for s, label in first.items() if label == "train")
+    fewer = table.filter(pc.not_equal(table.column("source"), train_song))
+    out = split_by_group(fewer, split_cfg())
+    assert dict(zip(out.column("source").to_pylist(), out.column("split").to_pylist())) == {
+        s: label for s, label in first.items() if s != train_song
+    }
+
+
 def test_split_stage_run(tiny_params):
     from tasks import clean, split, tokenize
 
     clean.run(tiny_params)
     tokenize.run(tiny_params)
-    counts = split.run(tiny_params)
+    summary = split.run(tiny_params)
+    counts = summary["rows"]
     assert set(counts) == {"train", "val", "test"} and all(c > 0 for c in counts.values())
     table = pq.read_table(tiny_params.lyrics.split.output)
     assert sum(counts.values()) == table.num_rows
@@ -187,6 +207,22 @@ def test_split_stage_run(tiny_params):
     for source, label in zip(table.column("source").to_pylist(), table.column("split").to_pylist()):
         per_song.setdefault(source, set()).add(label)
     assert all(len(v) == 1 for v in per_song.values())
+
+
+def test_split_stage_streams_to_the_same_file_in_any_batch_size(tiny_params, tmp_path):
+    from tasks import clean, split, tokenize
+
+    clean.run(tiny_params)
+    tokenize.run(tiny_params)
+    cfg = tiny_params.lyrics.split
+    whole = split.split_file("lyrics", cfg, cfg.input, tmp_path / "whole.parquet", batch_rows=1_000_000)
+    batched = split.split_file("lyrics", cfg, cfg.input, tmp_path / "batched.parquet", batch_rows=7)
+    assert whole == batched
+    assert pq.read_table(tmp_path / "whole.parquet").equals(pq.read_table(tmp_path / "batched.parquet"))
+    in_memory = split_by_group(pq.read_table(cfg.input), cfg, cfg.input)
+    assert pq.read_table(tmp_path / "batched.parquet").equals(in_memory)
+    # the corpus the clean stage recorded travels on, for the later stages' errors
+    assert pq.read_schema(tmp_path / "batched.parquet").metadata == pq.read_schema(cfg.input).metadata
 
 
 # --- vocab --------------------------------------------------------------------------------------
