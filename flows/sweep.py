@@ -31,11 +31,11 @@ from flows.stages import (
     ingest_task,
     preflight_task,
     pretrain_task,
+    pretrains_base,
     split_task,
     tokenize_task,
     vocab_task,
 )
-from flows.train_lyrics import pretrains_base
 from tasks.catalog import task_package
 from tasks.common.cli import run_cli
 from tasks.common.errors import PipelineError
@@ -55,7 +55,7 @@ score_winner_task = prefect.task(report.score_winner, name="sweep-evaluate", cac
 def run_data_stages(stages: StageRuns) -> None:
     """The stages before train, as the task's flow runs them (cached alike): what every trial shares
     (the split, the vocabulary and, for lyrics, the base model it fine-tunes from)."""
-    if stages.task == "lyrics" and pretrains_base(stages.params):
+    if pretrains_base(stages.params, stages.task):
         stages.run(pretrain_task, extra_tags=flow_run_tags())
     first = [ingest_task] if "ingest" in task_package(stages.task).STAGES else []
     for stage in (*first, clean_task, tokenize_task, split_task, vocab_task):

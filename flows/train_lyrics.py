@@ -8,7 +8,6 @@ and its MLflow run carry each other's ids (MLflow tag `prefect.flow_run_id`, Pre
 `mlflow-run`).
 """
 
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -21,6 +20,7 @@ from flows.stages import (
     flow_run_tags,
     preflight_task,
     pretrain_task,
+    pretrains_base,
     split_task,
     stages_summary,
     tokenize_task,
@@ -48,21 +48,13 @@ def train_lyrics(
         stages = StageRuns(load_params(params_file, overrides), "lyrics")
         if check_inputs_first:
             preflight_task(stages.params, "lyrics", refresh)
-        if pretrains_base(stages.params):
+        if pretrains_base(stages.params, "lyrics"):
             stages.run(pretrain_task, extra_tags=flow_run_tags())
         for stage in (clean_task, tokenize_task, split_task, vocab_task):
             stages.run(stage)
         return train_evaluate_register(stages, artifact_key="mlflow-run")
     except PipelineError as exc:
         return Failed(message=str(exc))
-
-
-def pretrains_base(params) -> bool:
-    """Whether this flow trains the base it fine-tunes from: `lyrics.base_model` is the pretrain
-    stage's output (another path is a base the user brought; null, none at all)."""
-    if not params.lyrics.base_model or params.pretrain is None:
-        return False
-    return Path(params.lyrics.base_model) == Path(params.pretrain.train.output_dir) / "model.pt"
 
 
 def main() -> None:

@@ -1,4 +1,6 @@
-"""Prefect flow `train-reviews`: ingest → clean → tokenize → split → vocab → train → evaluate → register.
+"""Prefect flow `train-reviews`: (pretrain →) ingest → clean → tokenize → split → vocab → train → evaluate → register.
+(`pretrain`, cached like every stage, runs when `reviews.train.init: pretrained` and `reviews.base_model`
+is its output.)
 
     python -m flows.train_reviews [--params params.yaml] [--set reviews.model.cell=lstm ...]
 
@@ -16,8 +18,11 @@ from flows.cli import parse_flow_args, run_flow
 from flows.stages import (
     StageRuns,
     clean_task,
+    flow_run_tags,
     ingest_task,
     preflight_task,
+    pretrain_task,
+    pretrains_base,
     split_task,
     stages_summary,
     tokenize_task,
@@ -49,6 +54,8 @@ def train_reviews(
         stages = StageRuns(params, TASK)
         if check_inputs_first:
             preflight_task(params, TASK, refresh)
+        if pretrains_base(params, TASK):
+            stages.run(pretrain_task, extra_tags=flow_run_tags())
         for stage in (ingest_task, clean_task, tokenize_task, split_task, vocab_task):
             stages.run(stage)
         return train_evaluate_register(stages, artifact_key="mlflow-run-reviews")

@@ -172,6 +172,7 @@ def write_reviews_csv(
 TINY_REVIEWS_MODEL = {"embedding_size": 16, "hidden_size": 16, "num_layers": 1, "dropout": 0.0, "max_len": 20}
 
 
+# From scratch, as shipped (tests/stages/test_reviews_pretrained.py pretrains a tiny base for init: pretrained)
 TINY_REVIEWS_TRAIN = {"batch_size": 8, "epochs": 3, "lr": 0.01, "max_minutes": 2}
 
 
@@ -195,6 +196,7 @@ def tiny_reviews_params_dict(tmp_path: Path, corpus: Path) -> dict:
         checkpoint_dir=str(d / "checkpoints"),
         **TINY_REVIEWS_TRAIN,
     )
+    rp["lm"].update(history=str(d / "reports/lm_history.csv"), checkpoint_dir=str(d / "checkpoints/lm"))
     rp["evaluate"].update(
         output_dir=str(d / "reports"), metrics=str(d / "reports/metrics.json"), baseline_min_df=1, mistakes=5
     )

@@ -144,7 +144,8 @@ def section_from_yaml(model_cls: type[S], key: str, /, params_file: str | Path =
     return model_cls.model_validate({**node, **overrides})
 
 
-def params_hash(section: BaseModel) -> str:
-    """Stable hash of a params section, for lineage tags and resume checks."""
-    blob = json.dumps(section.model_dump(), sort_keys=True, ensure_ascii=False)
+def params_hash(section: BaseModel, exclude: set[str] | None = None) -> str:
+    """Stable hash of a params section, for lineage tags and resume checks; `exclude`: fields that
+    do not change the result (where files go, which device)."""
+    blob = json.dumps(section.model_dump(exclude=exclude), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -76,15 +76,15 @@ def log_evaluation(params, task: str, tp, metrics: dict, out: Path, files: tuple
             mlflow.log_artifact(str(out / name), artifact_path="evaluation")
 
 
-def epoch_logger(run_id: str):
-    """The `on_epoch_end` callback that sends one epoch's numbers to MLflow."""
+def epoch_logger(run_id: str, prefix: str = ""):
+    """The `on_epoch_end` callback that sends one epoch's numbers to MLflow, each key after
+    `prefix` (a stage that trains two models in turn keeps their series apart)."""
     client = mlflow.MlflowClient()
 
     def on_epoch_end(row: dict) -> None:
         step, now = int(row["epoch"]), int(time.time() * 1000)
         # One batch per epoch: a call per metric costs a store round trip each (slow on SQLite).
-        client.log_batch(
-            run_id, metrics=[Metric(key, float(value), now, step) for key, value in row.items() if key != "epoch"]
-        )
+        metrics = [Metric(prefix + key, float(value), now, step) for key, value in row.items() if key != "epoch"]
+        client.log_batch(run_id, metrics=metrics)
 
     return on_epoch_end

@@ -25,8 +25,8 @@ def model_from_base(base: dict, vocab: Vocab, model_cfg) -> tuple[RNNLanguageMod
     n_base = len(base["itos"])
     if vocab.itos[:n_base] != base["itos"]:
         raise PipelineError(
-            "the lyrics vocabulary does not start with the base model's; rerun the vocab stage "
-            "(python -m tasks.vocab) after pretraining"
+            "the task's vocabulary does not start with the base model's; rerun the vocab stage "
+            "(python -m tasks.vocab --task lyrics|reviews) after pretraining"
         )
     if base["model_args"].get("output") == "adaptive":
         raise PipelineError("fine-tuning needs a base with output: softmax; set pretrain.model.output: softmax")

@@ -2,9 +2,7 @@
 windows), validation loss per epoch, then the continuous cache fitted on validation."""
 
 import logging
-import math
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -22,34 +20,15 @@ from tasks.text.vocab import tokens_by_split
 from tasks.training import distributed
 from tasks.training.base_model import load_base
 from tasks.training.language_model import (
-    epoch_row,
     language_model_checkpoint,
+    language_model_pieces,
     loss_totals,
     output_args,
-    window_loss,
-    windows,
 )
-from tasks.training.loop import TaskPieces, fit
+from tasks.training.loop import fit
 from tasks.training.run import prepare_run, save_outputs
 
 log = logging.getLogger(__name__)
-
-
-def language_model_pieces(
-    model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, cfg, device: torch.device
-) -> TaskPieces:
-    """What `fit` needs to train the language model on batchified (N, B) train / val tensors
-    (distributed: this rank's columns; every rank has the same N, hence the same number of steps)."""
-    return TaskPieces(
-        batches=lambda epoch: windows(train_data, cfg.bptt),  # the same windows every epoch
-        batch_loss=partial(window_loss, device=device),
-        epoch_row=partial(epoch_row, model=model, val_data=val_data, bptt=cfg.bptt, device=device),
-        counts=("tokens",),
-        steps_per_epoch=math.ceil((train_data.size(0) - 1) / cfg.bptt),
-        # The adaptive output computes a tail cluster only for windows with a target in it: a
-        # parameter can go unused in a step, which DDP must be told about.
-        find_unused_parameters=getattr(model, "output", "") == "adaptive",
-    )
 
 
 def train_language_model(

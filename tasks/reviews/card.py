@@ -84,19 +84,41 @@ def limits(metrics: dict, vocab_report: dict, corpus: str) -> list[str]:
     return out
 
 
-EMBEDDING_INIT = {"ppmi": "PPMI + SVD word vectors of the train split (no labels used)", "random": "random"}
+INIT = {
+    "pretrained": "the pretrained base's encoder, fine-tuned as a language model on the train reviews, then as "
+    "the classifier (ULMFiT: discriminative rates, gradual unfreezing, slanted triangular schedule)",
+    "ppmi": "from scratch; embedding from PPMI + SVD word vectors of the train split (no labels used)",
+    "random": "from scratch, random embedding",
+}
+
+
+def architecture(ckpt: dict) -> str:
+    """One line on the network: the pretrained encoder and its head, or the (bi)RNN."""
+    args = ckpt["model_args"]
+    if ckpt.get("architecture") == "encoder":
+        lm = args["lm_args"]
+        lm_ppl = [math.exp(r["val_loss"]) for r in ckpt.get("lm_history", [])]
+        tuned = f", review LM val perplexity {min(lm_ppl):.1f}" if lm_ppl else ""
+        return (
+            f"{lm['cell'].upper()} encoder, {lm['num_layers']} layers of {lm['hidden_size']} (embedding "
+            f"{lm['embedding_size']}){tuned}; concat pooling (last, max, mean) → {args['head_hidden']} → classes"
+        )
+    cell = ("bi" if args.get("bidirectional") else "") + args["cell"].upper()
+    layers = f"{args['num_layers']} layer" + "s" * (args["num_layers"] > 1)
+    return (
+        f"{cell}, {layers}, hidden {args['hidden_size']} per direction, embedding "
+        f"{args['embedding_size']}, {args['pooling']} pooling, dropout {args['dropout']}"
+    )
 
 
 def model_facts(ckpt: dict) -> dict[str, str]:
     args, train = ckpt["model_args"], ckpt.get("params", {}).get("train", {})
-    cell = ("bi" if args.get("bidirectional") else "") + args["cell"].upper()
-    layers = f"{args['num_layers']} layer" + "s" * (args["num_layers"] > 1)
+    init = train.get("init", train.get("embedding_init"))  # embedding_init: checkpoints before train.init
     facts = {
-        "architecture": f"{cell}, {layers}, hidden {args['hidden_size']} per direction, embedding "
-        f"{args['embedding_size']}, {args['pooling']} pooling, dropout {args['dropout']}",
+        "architecture": architecture(ckpt),
         "input → output": f"raw review text (cleaned and segmented as in training, first {args['max_len']} tokens "
         f"read) → label (one of {', '.join(map(str, ckpt.get('classes', [])))}), probability, status",
-        "embedding init": EMBEDDING_INIT.get(train.get("embedding_init"), str(train.get("embedding_init"))),
+        "start": INIT.get(init, str(init)),
     }
     monitor = train.get("monitor", "val_macro_f1")
     return facts | checkpoint_facts(ckpt, monitor, lower_is_better=monitor == "val_loss")
@@ -118,8 +140,8 @@ def card(tp, metrics: dict, checkpoint: str) -> TaskCard:
     if "confusion_matrix" in metrics:
         sections.append(("Confusion matrix (test)", confusion_section(metrics["confusion_matrix"], classes)))
     return TaskCard(
-        summary="Sentiment classifier for Chinese reviews: an RNN over jieba words that takes raw review text "
-        "and returns a label with its probability.",
+        summary="Sentiment classifier for Chinese reviews: an RNN that takes raw review text and returns a "
+        "label with its probability.",
         model=model_facts(ckpt),
         data=data_facts(corpus, "reviews", clean_report, splits, vocab_report)
         | {

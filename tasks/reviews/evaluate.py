@@ -1,9 +1,13 @@
-"""Evaluating the review classifier: accuracy, macro precision / recall / F1 and ROC-AUC (binary)
-on the test split beside a TF-IDF + logistic-regression baseline fitted on the same train split;
-confusion-matrix and PR-curve plots; the most confident mistakes (mistakes.md); metrics.json."""
+"""Evaluating the review classifier: accuracy, macro and per-class precision / recall / F1 and
+ROC-AUC (binary) on the test split beside a TF-IDF + logistic-regression baseline (over jieba
+words, whatever the model's tokenization) fitted on the same train split; McNemar's test of the
+two on the same test rows; expected calibration error and a reliability diagram; both models'
+scores per review-length slice; confusion-matrix and PR-curve plots; the most confident mistakes
+(mistakes.md); metrics.json."""
 
 import hashlib
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +18,13 @@ from tasks.common.atomic import write_json, write_text
 from tasks.common.plots import plot_history
 from tasks.common.tracking import log_evaluation
 from tasks.reviews.batching import encode_texts
-from tasks.reviews.plots import plot_confusion, plot_pr_curves
+from tasks.reviews.calibration import expected_calibration_error, reliability_bins
+from tasks.reviews.comparison import length_edges, length_slices, mcnemar_test
+from tasks.reviews.plots import plot_confusion, plot_pr_curves, plot_reliability
 from tasks.reviews.tfidf_baseline import fit_tfidf_baseline
 from tasks.reviews.train import class_weights
 from tasks.serving.review_predictor import ReviewModel, classify
+from tasks.text.segment import segmenter
 from tasks.training.device import set_threads
 from tasks.training.run import stopped_by_of
 
@@ -67,18 +74,28 @@ def confident_mistakes(texts: list[str], y_true: np.ndarray, probs: np.ndarray, 
     return "\n".join(lines) + "\n"
 
 
-def reviews_by_split(path: str) -> tuple[dict, dict, list[str]]:
-    """The split table as tokens and labels per split, and the test texts as written."""
+def reviews_by_split(path: str) -> tuple[dict, dict, dict]:
+    """The split table as tokens, labels and texts (as written) per split."""
     table = pq.read_table(path, columns=["text", "tokens", "label", "split"]).to_pydict()
     rows = {s: [i for i, x in enumerate(table["split"]) if x == s] for s in ("train", "val", "test")}
     tokens = {s: [table["tokens"][i] for i in idx] for s, idx in rows.items()}
     labels = {s: np.array([table["label"][i] for i in idx], dtype=np.int64) for s, idx in rows.items()}
-    return tokens, labels, [table["text"][i] for i in rows["test"]]
+    return tokens, labels, {s: [table["text"][i] for i in idx] for s, idx in rows.items()}
+
+
+def baseline_tokens(tp, tokens: dict, texts: dict) -> dict:
+    """The baseline's tokens: jieba words, its strongest classic form, also when the model reads
+    characters (the split's tokens are reused when they are words already)."""
+    tk = tp.tokenize
+    if tk.level == "word":
+        return tokens
+    cut = segmenter("word", tk.hmm, tk.user_dict, tk.backend)
+    return {s: [[t for t in cut(text) if not t.isspace()] for text in texts[s]] for s in texts}
 
 
 def baseline_probs(tp, tokens: dict, labels: dict, num_classes: int) -> tuple[np.ndarray, dict]:
     """TF-IDF + logistic regression fitted on train (C chosen on val, classes weighted as the
-    model's loss was): its test probabilities (N, C) and the choice it made."""
+    model's loss was): its test probabilities (N, C) and the choice it made. `tokens`: jieba words."""
     cfg, train = tp.evaluate, tp.train
     weighted = class_weights(labels["train"], num_classes, train.class_weights, train.imbalance_ratio) is not None
     baseline, chosen = fit_tfidf_baseline(
@@ -97,6 +114,17 @@ def baseline_probs(tp, tokens: dict, labels: dict, num_classes: int) -> tuple[np
     return probs, chosen
 
 
+def per_class(y_true: np.ndarray, probs: np.ndarray, classes: list) -> dict:
+    """Precision, recall, F1 and support of each class (sklearn), by class name."""
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, probs.argmax(1), labels=range(len(classes)), zero_division=0
+    )
+    return {
+        str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for c, p, r, f, n in zip(classes, precision, recall, f1, support)
+    }
+
+
 def comparison_metrics(
     y_true: np.ndarray,
     probs: np.ndarray,
@@ -105,12 +133,27 @@ def comparison_metrics(
     chosen: dict,
     ngram_max: int,
     test_texts: list[str],
+    train_texts: list[str] | None = None,
 ) -> dict:
-    """metrics.json: the model's and the baseline's scores on the same test rows, side by side."""
+    """metrics.json: the model's and the baseline's scores on the same test rows, side by side;
+    McNemar's test between them; calibration; and (given the train texts, whose length terciles
+    define the slices) both models' scores by review length."""
     metrics = {
         **classification_metrics(y_true, probs, "test"),
         **classification_metrics(y_true, base_probs, "baseline"),
+        "test_ece": expected_calibration_error(y_true, probs),
+        "baseline_ece": expected_calibration_error(y_true, base_probs),
     }
+    pred, base_pred = probs.argmax(1), base_probs.argmax(1)
+    mcnemar = mcnemar_test(y_true, pred, base_pred)
+    metrics["mcnemar_p_value"] = mcnemar["p_value"]
+    metrics["mcnemar"] = mcnemar
+    metrics["per_class"] = per_class(y_true, probs, classes)
+    metrics["baseline_per_class"] = per_class(y_true, base_probs, classes)
+    if train_texts:
+        edges = length_edges(np.array([len(t) for t in train_texts]))
+        lengths = np.array([len(t) for t in test_texts])
+        metrics["length_slices"] = length_slices(lengths, edges, y_true, {"test": pred, "baseline": base_pred})
     everyone = range(len(classes))
     metrics.update(
         {
@@ -131,7 +174,15 @@ def comparison_metrics(
     return metrics
 
 
-REPORT_FILES = ("metrics.json", "mistakes.md", "confusion_matrix.png", "pr_curve.png", "learning_curves.png")
+REPORT_FILES = (
+    "metrics.json",
+    "mistakes.md",
+    "confusion_matrix.png",
+    "pr_curve.png",
+    "reliability.png",
+    "reliability.json",
+    "learning_curves.png",
+)
 
 
 def evaluate(params, tp, task: str) -> dict:
@@ -139,12 +190,17 @@ def evaluate(params, tp, task: str) -> dict:
     cfg = tp.evaluate
     set_threads(tp.train.num_threads)
     reviews = ReviewModel(Path(tp.train.output_dir) / "model.pt")
-    tokens, labels, test_texts = reviews_by_split(tp.split.output)
-    y_test, names = labels["test"], [str(c) for c in reviews.classes]
+    tokens, labels, texts = reviews_by_split(tp.split.output)
+    test_texts, y_test, names = texts["test"], labels["test"], [str(c) for c in reviews.classes]
     test_ids = encode_texts(tokens["test"], reviews.vocab, reviews.model.max_len)
     probs = classify(reviews.model, test_ids, reviews.device)  # (N, C)
-    base_probs, chosen = baseline_probs(tp, tokens, labels, len(names))
-    metrics = comparison_metrics(y_test, probs, base_probs, reviews.classes, chosen, cfg.baseline_ngram_max, test_texts)
+    base_probs, chosen = baseline_probs(tp, baseline_tokens(tp, tokens, texts), labels, len(names))
+    metrics = comparison_metrics(
+        y_test, probs, base_probs, reviews.classes, chosen, cfg.baseline_ngram_max, test_texts, texts["train"]
+    )
+    lm_history = reviews.language_model_history
+    if lm_history:  # init: pretrained: the review language model's own quality, before the classifier
+        metrics["lm_val_ppl"] = min(math.exp(r["val_loss"]) for r in lm_history)
     # what ended training (epochs | early_stopping | max_minutes), so a budget-cut run is not read as converged
     metrics["stopped_by"] = stopped_by_of(Path(tp.train.output_dir) / "model.pt")
 
@@ -154,15 +210,22 @@ def evaluate(params, tp, task: str) -> dict:
         np.array(metrics["confusion_matrix"]), names, out / "confusion_matrix.png", "Confusion matrix (test)"
     )
     plot_pr_curves(y_test, {"model": probs, "tf-idf": base_probs}, names, out / "pr_curve.png")
+    bins = {"model": reliability_bins(y_test, probs), "tf-idf": reliability_bins(y_test, base_probs)}
+    write_json([{"model": m, **b} for m, rows in bins.items() for b in rows], out / "reliability.json")  # DVC plot
+    plot_reliability(bins, {"model": metrics["test_ece"], "tf-idf": metrics["baseline_ece"]}, out / "reliability.png")
     write_text(confident_mistakes(test_texts, y_test, probs, names, cfg.mistakes), out / "mistakes.md")
     plot_history(tp.train.history, out / "learning_curves.png", ("train_loss", "val_loss"), "loss", "linear")
     log_evaluation(params, task, tp, metrics, out, REPORT_FILES)
     log.info(
-        "test accuracy %.4f macro-F1 %.4f vs TF-IDF baseline accuracy %.4f macro-F1 %.4f (%d test reviews)",
+        "test accuracy %.4f macro-F1 %.4f vs TF-IDF baseline accuracy %.4f macro-F1 %.4f (%d test reviews; "
+        "McNemar p %.3g; ECE %.3f vs %.3f)",
         metrics["test_accuracy"],
         metrics["test_macro_f1"],
         metrics["baseline_accuracy"],
         metrics["baseline_macro_f1"],
         len(test_texts),
+        metrics["mcnemar_p_value"],
+        metrics["test_ece"],
+        metrics["baseline_ece"],
     )
     return metrics

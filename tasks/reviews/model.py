@@ -28,7 +28,7 @@ class RNNClassifier(nn.Module):
         max_len: int = 100,
     ):
         super().__init__()
-        self.cell, self.pooling, self.max_len = cell, pooling, max_len
+        self.cell, self.pooling, self.max_len, self.num_classes = cell, pooling, max_len, num_classes
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=0)
         self.rnn = CELLS[cell](
             embedding_size,

@@ -40,11 +40,39 @@ class CleanReviews(Clean):
 class SplitReviews(SplitFraction): ...  # stratified by label (tasks/reviews/split.py): no blocks
 
 
+Dropout = Annotated[float, Field(ge=0, lt=1)]
+
+
+class EncoderHead(Section):
+    """The classifier on the pretrained encoder (train.init: pretrained): the encoder's AWD-LSTM
+    regularisers while it fine-tunes, and the pooling head's size and dropout."""
+
+    dropout: Dropout
+    embedding_dropout: Dropout
+    weight_dropout: Dropout
+    head_hidden: Count
+    head_dropout: Dropout
+
+
 class ClassifierModel(RNN):
     embedding_size: Count
     bidirectional: bool
     pooling: Literal["attention", "max", "last"]
     max_len: Count
+    encoder: EncoderHead
+
+
+class FinetuneLoop(Section):
+    """The loop settings that replace train's own when the classifier starts from the pretrained
+    encoder (ULMFiT's: a higher rate for the new head, discriminative rates below it, the slanted
+    triangular schedule, few epochs)."""
+
+    lr: Annotated[float, Field(gt=0)]
+    layer_lr_decay: Annotated[float, Field(ge=1)]
+    scheduler: Literal["plateau", "cosine", "slanted_triangular"]
+    warmup_epochs: Count0
+    epochs: Count
+    early_stopping_patience: Count
 
 
 class TrainClassifier(TrainLoop):
@@ -52,8 +80,21 @@ class TrainClassifier(TrainLoop):
     monitor: Literal["val_loss", "val_macro_f1"]
     class_weights: Literal["auto", "balanced", "none"]
     imbalance_ratio: Annotated[float, Field(ge=1)]  # largest/smallest class: never below 1
-    embedding_init: Literal["ppmi", "random"]
+    init: Literal["pretrained", "ppmi", "random"]
+    finetune: FinetuneLoop
+    gradual_unfreezing: bool
     ppmi_window: Count
+
+
+class FinetuneLanguageModel(TrainLoop):
+    """ULMFiT's second step: the pretrained base fine-tuned as a language model on the train
+    split's review text, before the classifier is put on its encoder."""
+
+    epochs: Count0  # 0: the classifier goes straight onto the base's encoder
+    bptt: Annotated[int, Field(ge=2)]
+    dropout: Dropout
+    embedding_dropout: Dropout
+    weight_dropout: Dropout
 
 
 class EvaluateClassifier(Section):
@@ -67,11 +108,13 @@ class EvaluateClassifier(Section):
 
 class ReviewsParams(Section):
     experiment: str
+    base_model: str | None  # the pretrained base's model.pt that train.init: pretrained starts from
     input: ReviewsInput
     clean: CleanReviews
     tokenize: Tokenize
     split: SplitReviews
     vocab: Vocab
+    lm: FinetuneLanguageModel
     model: ClassifierModel
     train: TrainClassifier
     evaluate: EvaluateClassifier

@@ -1,4 +1,5 @@
-"""The review plots: confusion matrix and precision-recall curves, model beside baseline."""
+"""The review plots: confusion matrix, precision-recall curves and the reliability diagram, model
+beside baseline."""
 
 from pathlib import Path
 
@@ -37,6 +38,30 @@ def plot_pr_curves(y_true: np.ndarray, curves: dict[str, np.ndarray], classes: l
                 ap = skm.average_precision_score(y_true == c, probs[:, c])
                 ax.plot(recall, precision, label=f"{name} class {classes[c]} (AP {ap:.3f})")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)", xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out_png)
+
+
+def plot_reliability(bins: dict[str, list[dict]], ece: dict[str, float], out_png: Path) -> None:
+    """Accuracy against confidence per bin (tasks/reviews/calibration.py), one line per model; the
+    diagonal is perfect calibration, points below it are overconfident."""
+    fig, ax = figure(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    for name, rows in bins.items():
+        ax.plot(
+            [r["confidence"] for r in rows],
+            [r["accuracy"] for r in rows],
+            marker="o",
+            label=f"{name} (ECE {ece[name]:.3f})",
+        )
+    ax.set(
+        xlabel="confidence in the predicted label",
+        ylabel="accuracy",
+        title="Reliability (test)",
+        xlim=(0.0, 1.0),
+        ylim=(0.0, 1.02),
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, out_png)

@@ -1,6 +1,8 @@
-"""Training the review classifier: packed variable-length batches bucketed by length, class
-weights when the classes are imbalanced, validation macro-F1 per epoch (the default monitor), the
-embedding optionally started from PPMI-SVD vectors of the train split."""
+"""Training the review classifier: batches bucketed by length, class weights when the classes are
+imbalanced, validation macro-F1 per epoch (the default monitor). `train.init` chooses the start:
+`pretrained`, ULMFiT (the base fine-tuned as a language model on the train reviews, then the
+classifier on its encoder with discriminative rates, gradual unfreezing and the slanted triangular
+schedule), or a (bi)RNN from scratch with its embedding from PPMI-SVD vectors (`ppmi`) or random."""
 
 import logging
 import math
@@ -15,7 +17,11 @@ from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
 from tasks.common.errors import PipelineError
+from tasks.common.lineage import file_md5
+from tasks.common.params import base_model_of
 from tasks.reviews.batching import bucket_batches, encode_texts, pad_batch
+from tasks.reviews.encoder_classifier import EncoderClassifier
+from tasks.reviews.lm_finetune import finetuned_language_model
 from tasks.reviews.model import RNNClassifier
 from tasks.reviews.ppmi_embeddings import ppmi_svd_embeddings
 from tasks.serving.review_predictor import classify
@@ -42,7 +48,7 @@ def validation_probs(model: nn.Module, seqs: list[list[int]], device: torch.devi
     world, rank = distributed.world_size(), distributed.rank()
     mine = list(range(rank, len(seqs), world))
     shares = distributed.all_gather((mine, classify(model, [seqs[i] for i in mine], device)))
-    probs = np.zeros((len(seqs), model.head.out_features), dtype=np.float32)
+    probs = np.zeros((len(seqs), model.num_classes), dtype=np.float32)
     for idx, part in shares:
         probs[idx] = part
     return probs
@@ -99,11 +105,20 @@ def epoch_row(
     return row
 
 
+def gradual_unfreezing(model: nn.Module, cfg) -> Callable[[int], None] | None:
+    """ULMFiT's schedule for a model with layer groups: epoch e trains the top e groups (the head
+    alone first), so the pretrained layers start moving only once the new head makes sense."""
+    if not (getattr(cfg, "gradual_unfreezing", False) and hasattr(model, "freeze_to")):
+        return None
+    return model.freeze_to
+
+
 def classifier_pieces(model: nn.Module, train_seqs, train_y, val_seqs, val_y, cfg, device, weights=None) -> TaskPieces:
     """What `fit` needs to train the classifier on id sequences with integer labels; `weights`:
     the class weights of the loss (None: plain cross-entropy)."""
     y_all = torch.as_tensor(train_y, dtype=torch.long)  # (N,)
     loss_weights = weights.to(device) if weights is not None else None  # validation weighs on the CPU
+    unfreeze = gradual_unfreezing(model, cfg)
     return TaskPieces(
         batches=partial(epoch_batches, lengths=[len(s) for s in train_seqs], cfg=cfg),
         batch_loss=partial(batch_loss, seqs=train_seqs, y_all=y_all, weights=loss_weights, device=device),
@@ -112,6 +127,8 @@ def classifier_pieces(model: nn.Module, train_seqs, train_y, val_seqs, val_y, cf
         steps_per_epoch=max(1, math.ceil(len(train_seqs) / cfg.batch_size) // distributed.world_size()),
         monitor=cfg.monitor,
         higher_is_better=cfg.monitor != "val_loss",
+        start_epoch=unfreeze,
+        find_unused_parameters=unfreeze is not None,  # DDP: frozen layers get no gradient
     )
 
 
@@ -154,9 +171,9 @@ def classes_of(labels: list[int], names: list[str]) -> list[int | str]:
         return classes
 
 
-def load_split(tp, vocab, task: str) -> tuple[list[list[int]], np.ndarray, list[list[int]], np.ndarray, list]:
-    """The train and val reviews as id sequences (capped at max_len) with their labels, and the
-    class names by class index."""
+def load_split(tp, vocab, task: str) -> tuple[list[list[int]], np.ndarray, list[list[int]], np.ndarray, list, dict]:
+    """The train and val reviews as id sequences (capped at max_len) with their labels, the class
+    names by class index, and the train and val token lists (whole, for the language model)."""
     cfg = tp.train
     table = pq.read_table(tp.split.output, columns=["tokens", "label", "label_name", "split"]).to_pydict()
     classes = classes_of(table["label"], table["label_name"])
@@ -174,18 +191,53 @@ def load_split(tp, vocab, task: str) -> tuple[list[list[int]], np.ndarray, list[
             f"{tp.split.output}: {len(train_seqs)} train reviews make fewer batches of {cfg.batch_size} "
             f"than the {distributed.world_size()} processes; lower {task}.train.batch_size or --nproc_per_node"
         )
-    return train_seqs, train_y, val_seqs, val_y, classes
+    return train_seqs, train_y, val_seqs, val_y, classes, {s: data[s][0] for s in data}
+
+
+def build_classifier(tp, vocab, num_classes: int, train_seqs, tokens: dict, device, run_id) -> tuple[nn.Module, dict]:
+    """The classifier to train and its checkpoint's description: on the fine-tuned encoder of the
+    pretrained base (`init: pretrained`), or a (bi)RNN from scratch (embedding from PPMI or random)."""
+    cfg = tp.train
+    if cfg.init != "pretrained":
+        model_args = {"vocab_size": len(vocab), "num_classes": num_classes, **tp.model.model_dump(exclude={"encoder"})}
+        model = RNNClassifier(**model_args)
+        if cfg.init == "ppmi":
+            init_embedding(model.embedding, train_seqs, cfg)
+        return model, {"architecture": "rnn", "model_args": model_args}
+    if not base_model_of(tp):
+        raise PipelineError(
+            "params.yaml: reviews.train.init is pretrained but reviews.base_model is null; set it to the "
+            "pretrain stage's model.pt, or reviews.train.init: ppmi to train from scratch"
+        )
+    lm, lm_args, lm_history = finetuned_language_model(tp, vocab, tokens["train"], tokens["val"], device, run_id)
+    enc = tp.model.encoder
+    lm_args = {**lm_args, "dropout": enc.dropout, "embedding_dropout": enc.embedding_dropout}
+    lm_args["weight_dropout"] = enc.weight_dropout
+    model_args = {
+        "lm_args": lm_args,
+        "num_classes": num_classes,
+        "head_hidden": enc.head_hidden,
+        "head_dropout": enc.head_dropout,
+        "max_len": tp.model.max_len,
+    }
+    model = EncoderClassifier(**model_args)
+    model.lm.load_state_dict(lm.state_dict())
+    return model, {"architecture": "encoder", "model_args": model_args, "lm_history": lm_history}
+
+
+def loop_settings(cfg):
+    """The training loop's settings: train's own, or with init: pretrained its `finetune` block's
+    (ULMFiT's rates, schedule and epochs) in place of the from-scratch ones."""
+    if cfg.init != "pretrained":
+        return cfg
+    return cfg.model_copy(update=cfg.finetune.model_dump())
 
 
 def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str, on_epoch=None) -> dict:
     """Train the review classifier on the split; save models/<task>/model.pt and the MLflow run id."""
-    cfg = tp.train
-    train_seqs, train_y, val_seqs, val_y, classes = load_split(tp, vocab, task)
+    cfg = loop_settings(tp.train)
+    train_seqs, train_y, val_seqs, val_y, classes, tokens = load_split(tp, vocab, task)
     weights = class_weights(train_y, len(classes), cfg.class_weights, cfg.imbalance_ratio)
-    model_args = {"vocab_size": len(vocab), "num_classes": len(classes), **tp.model.model_dump()}
-    model = RNNClassifier(**model_args)
-    if cfg.embedding_init == "ppmi":
-        init_embedding(model.embedding, train_seqs, cfg)
     logged = {
         "vocab.size": len(vocab),
         "data.train_reviews": len(train_seqs),
@@ -193,7 +245,12 @@ def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | 
         "class_weights": "none" if weights is None else ",".join(f"{w:.3f}" for w in weights.tolist()),
         "device": str(device),
     }
-    run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(params, tp, vocab, task, extra_tags, logged, on_epoch)
+    base = base_model_of(tp)
+    data_id = file_md5(tp.split.output) + (f"-{file_md5(base)}" if base else "")
+    run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(
+        params, tp, vocab, task, extra_tags, logged, on_epoch, data_id=data_id
+    )
+    model, described = build_classifier(tp, vocab, len(classes), train_seqs, tokens, device, run_id)
     if weights is not None:
         log.info("classes are imbalanced: loss weights %s", dict(zip(classes, weights.tolist())))
     pieces = classifier_pieces(model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights)
@@ -205,7 +262,7 @@ def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | 
             checkpoint,
             {
                 "kind": "classifier",
-                "model_args": model_args,
+                **described,  # architecture, model_args (and the language model's fine-tuning history)
                 "state_dict": model.state_dict(),
                 "itos": vocab.itos,
                 "vocab_hash": vocab.hash,
@@ -216,6 +273,7 @@ def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | 
             history,
             history.stopped_by,
         )
+        (Path(cfg.checkpoint_dir) / "language_model.pt").unlink(missing_ok=True)  # finished: nothing to resume
     return summary(history, cfg.monitor, run_id)
 
 

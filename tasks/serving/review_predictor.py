@@ -13,6 +13,7 @@ from torch import nn
 
 from tasks.common.errors import PipelineError
 from tasks.reviews.batching import bucket_batches, encode_texts, pad_batch
+from tasks.reviews.encoder_classifier import EncoderClassifier
 from tasks.reviews.model import RNNClassifier
 from tasks.text.review_rules import clean_review, review_rules
 from tasks.text.segment import segment
@@ -26,6 +27,9 @@ WORD = re.compile(r"[^\W_]")
 # then full long before the cut, and a 50 KB or 1 MB text costs what a 2,000-character one does.
 PREFIX_CHARS_PER_TOKEN = 20
 BOUNDARY_TOKENS = 16
+
+
+CLASSIFIERS = {"rnn": RNNClassifier, "encoder": EncoderClassifier}  # checkpoint "architecture" → class
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Prediction:
 def classify(model: nn.Module, seqs: list[list[int]], device: torch.device, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (N, C) for id sequences, in input order (batched by length for speed)."""
     model.eval()
-    probs = np.zeros((len(seqs), model.head.out_features), dtype=np.float32)
+    probs = np.zeros((len(seqs), model.num_classes), dtype=np.float32)
     for idx in bucket_batches([len(s) for s in seqs], batch_size, shuffle=False):
         x, lengths = pad_batch(seqs, idx)  # (B, T), (B,)
         logits = model(x.to(device), lengths)  # (B, C)
@@ -65,9 +69,12 @@ class ReviewModel:
         ckpt = torch.load(path, map_location=device, weights_only=True)
         if ckpt.get("kind") != "classifier":
             raise PipelineError(f"{path}: not a review classifier checkpoint (train one with `make reviews`)")
-        self.model = RNNClassifier(**ckpt["model_args"]).to(device).eval()
+        # "architecture": absent in checkpoints older than the pretrained encoder (all RNNs then)
+        model_class = CLASSIFIERS[ckpt.get("architecture", "rnn")]
+        self.model = model_class(**ckpt["model_args"]).to(device).eval()
         self.model.load_state_dict(ckpt["state_dict"])
         self.vocab, self.tokenizer, self.classes = Vocab(ckpt["itos"]), ckpt["tokenizer"], ckpt["classes"]
+        self.language_model_history = ckpt.get("lm_history", [])  # init: pretrained: the review LM's epochs
         self.known = set(self.vocab.itos) - set(SPECIALS)
         self.rules = review_rules(argparse.Namespace(**ckpt["clean"]))
         self.device = torch.device(device)

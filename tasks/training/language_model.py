@@ -5,6 +5,7 @@ window, validation totals, the epoch's history row, and the output layer's args.
 import logging
 import math
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from tasks.lyrics.batching import get_batch
 from tasks.lyrics.model import detach_hidden
 from tasks.training import distributed
 from tasks.training.device import autocast
+from tasks.training.loop import TaskPieces
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +117,20 @@ def language_model_checkpoint(model: nn.Module, model_args: dict, vocab, tokeniz
         "tokenizer": tokenizer,
         "cache": cache,
     }
+
+
+def language_model_pieces(
+    model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, cfg, device: torch.device
+) -> TaskPieces:
+    """What `fit` needs to train the language model on batchified (N, B) train / val tensors
+    (distributed: this rank's columns; every rank has the same N, hence the same number of steps)."""
+    return TaskPieces(
+        batches=lambda epoch: windows(train_data, cfg.bptt),  # the same windows every epoch
+        batch_loss=partial(window_loss, device=device),
+        epoch_row=partial(epoch_row, model=model, val_data=val_data, bptt=cfg.bptt, device=device),
+        counts=("tokens",),
+        steps_per_epoch=math.ceil((train_data.size(0) - 1) / cfg.bptt),
+        # The adaptive output computes a tail cluster only for windows with a target in it: a
+        # parameter can go unused in a step, which DDP must be told about.
+        find_unused_parameters=getattr(model, "output", "") == "adaptive",
+    )

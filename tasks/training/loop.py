@@ -36,6 +36,8 @@ class TaskPieces:
         one int per name in `counts`, the first being what the mean loss is over.
     epoch_row(epoch, totals, seconds, lr) -> dict: validate, log, and return the epoch's history
         row (holding `monitor`); `totals` are all ranks' summed "loss" and `counts`.
+    start_epoch(epoch): called before each epoch's first batch, also after a resume (gradual
+        unfreezing decides there which layers train); None: nothing to do.
     """
 
     batches: Callable[[int], Iterable[Any]]
@@ -46,6 +48,7 @@ class TaskPieces:
     monitor: str = "val_loss"
     higher_is_better: bool = False
     find_unused_parameters: bool = False  # DDP: some parameter may get no gradient in a step
+    start_epoch: Callable[[int], None] | None = None
 
 
 STLR_RATIO = 32  # slanted triangular: the lowest LR is lr / 32 (Howard & Ruder 2018)
@@ -142,6 +145,8 @@ def fit(
         if progress.bad_epochs >= cfg.early_stopping_patience:
             break
         model.train()
+        if task.start_epoch:
+            task.start_epoch(epoch)
         watch.start(epoch)
         t0, hidden, totals = time.perf_counter(), None, {"loss": 0.0, **dict.fromkeys(task.counts, 0)}
         for batch in task.batches(epoch):

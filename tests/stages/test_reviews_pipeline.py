@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
     import random
 
     tmp = tmp_path_factory.mktemp("reviews")
-    corpus = write_reviews_csv(tmp / "raw/reviews.csv", make_reviews(random.Random(0), 160))
+    corpus = write_reviews_csv(tmp / "raw/reviews.csv", make_reviews(random.Random(0), 240))
     params_file = write_params(tmp / "params.yaml", tiny_reviews_params_dict(tmp, corpus))
     from tasks.common.params import load_params
 
