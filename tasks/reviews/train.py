@@ -16,6 +16,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
+from tasks.common.atomic import write_text
 from tasks.common.errors import PipelineError
 from tasks.common.lineage import file_md5
 from tasks.common.params import base_model_of
@@ -203,6 +204,7 @@ def build_classifier(tp, vocab, num_classes: int, train_seqs, tokens: dict, devi
         model = RNNClassifier(**model_args)
         if cfg.init == "ppmi":
             init_embedding(model.embedding, train_seqs, cfg)
+        write_text("", tp.lm.history)  # the stage's declared output (dvc.yaml): no language model epochs
         return model, {"architecture": "rnn", "model_args": model_args}
     if not base_model_of(tp):
         raise PipelineError(

@@ -105,14 +105,14 @@ def torchrun(root: Path, env: dict, *args: str):
 
 def test_torchrun_trains_the_language_model(project):
     root, env = project
-    proc = torchrun(root, env, "--set", "lyrics.train.epochs=3", "--set", "lyrics.train.lr=0.01")
+    proc = torchrun(root, env, "--set", "lyrics.train.epochs=4", "--set", "lyrics.train.lr=0.01")
     log = proc.stdout + proc.stderr
     assert log.count("distributed: 2 processes, backend gloo") == 1  # rank 0 alone logs
     assert log.count("epoch   1 |") == 1
 
     history = (root / "reports/lyrics/history.csv").read_text().splitlines()
     losses = [float(line.split(",")[1]) for line in history[1:]]  # train_loss column
-    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert len(losses) == 4 and losses[-1] < losses[0]
     assert not (root / ".checkpoints/lyrics/last.pt").exists()
 
     # saved unwrapped: loads into a fresh model as a single-process checkpoint does
