@@ -12,18 +12,26 @@ import pyarrow.parquet as pq
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it over `path` only if the block finishes."""
+def temp_path_beside(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a fresh temp file name in `path`'s folder (the same filesystem, so a rename is
+    atomic); the file is removed when the block ends, however it ends, unless it was moved."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)  # atomic on POSIX within one filesystem
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename it over `path` only if the block finishes."""
+    with temp_path_beside(path) as tmp:
+        yield tmp
+        os.replace(tmp, path)  # atomic on POSIX within one filesystem
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> None:

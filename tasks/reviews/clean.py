@@ -10,18 +10,14 @@ same in memory, for a table already loaded (the pre-flight check)."""
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.common.atomic import parquet_writer
+from tasks.common.atomic import parquet_writer, temp_path_beside
 from tasks.common.errors import PipelineError
 from tasks.common.progress import Tracker
 from tasks.text.review_rules import review_rules
@@ -160,20 +156,6 @@ def release_unused() -> None:
     pa.default_memory_pool().release_unused()
 
 
-@contextmanager
-def scratch_parquet(beside: str | Path) -> Iterator[Path]:
-    """A temporary file name in the output's folder (the same disk), removed when the block ends."""
-    beside = Path(beside)
-    beside.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=beside.parent, prefix=f".{beside.name}.", suffix=".cleaned.tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def open_input(path: str | Path) -> pq.ParquetFile:
     if not Path(path).is_file():
         raise PipelineError(f"{path}: clean input not found; run the ingest stage first or fix reviews.clean.input")
@@ -234,7 +216,7 @@ def clean_file(cfg, batch_rows: int | None = None) -> dict:
     as `clean_reviews` on the whole table)."""
     batch_rows = batch_rows or getattr(cfg, "batch_rows", BATCH_ROWS)
     pf = open_input(cfg.input)
-    with scratch_parquet(cfg.output) as scratch:
+    with temp_path_beside(cfg.output, suffix=".cleaned.tmp") as scratch:  # removed however the stage ends
         first, hashes, labels = clean_pass(pf, cfg, scratch, batch_rows)
         mask, conflict_rows, conflict_texts, duplicates = keep_mask(
             hashes, labels, cfg.drop_conflicts, cfg.drop_duplicates
