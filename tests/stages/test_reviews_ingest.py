@@ -257,3 +257,16 @@ def test_bad_bytes_past_the_sample_leave_no_output(tmp_path):
     msg = expect_error(tmp_path, tmp_path / "big.csv", "not valid UTF-8")
     assert "re-save it as UTF-8" in msg
     assert not list((tmp_path / "data").glob("*"))  # no temp file left either
+
+
+def test_large_gbk_csv_is_decoded_and_a_bad_byte_later_is_one_line(tmp_path):
+    rows = "".join(f"第{i}条评论房间很干净服务也很好，下次还会再来住的。,{i % 2}\n" for i in range(40000))
+    path = tmp_path / "gbk.csv"
+    path.write_bytes(("text,label\n" + rows).encode("gb18030"))
+    assert path.stat().st_size > SAMPLE_BYTES
+    out = ingest_rows(tmp_path, path)
+    assert len(out) == 40000 and out["text"].iloc[5] == "第5条评论房间很干净服务也很好，下次还会再来住的。"
+    path.write_bytes(path.read_bytes() + b"\xff\xfe\xff,1\n")
+    (tmp_path / "data/raw.parquet").unlink()
+    msg = expect_error(tmp_path, path, "not valid gb18030 throughout")
+    assert "re-save it as UTF-8" in msg
