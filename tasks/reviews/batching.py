@@ -1,5 +1,8 @@
 """Classifier batches: variable-length reviews, padded per batch, batches bucketed by length."""
 
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 import torch
 
 from tasks.text.vocab import UNK, Vocab
@@ -10,6 +13,32 @@ def encode_texts(token_lists: list[list[str]], vocab: Vocab, max_len: int) -> li
     length >= 1 (pack_padded_sequence refuses zero lengths)."""
     unk = vocab.stoi[UNK]
     return [vocab.encode(tokens[:max_len]) or [unk] for tokens in token_lists]
+
+
+class IdSequences(Sequence):
+    """Id sequences kept as one flat int32 array and its offsets: 4 bytes a token, where a list of
+    Python int lists costs about ten times that; what train holds of a split of a million reviews.
+    Item i is a view of the flat array (its length is the review's)."""
+
+    def __init__(self, parts: Iterable[list[list[int]]]):
+        chunks, lengths = [], []
+        for seqs in parts:
+            lengths.append(np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs)))
+            chunks.append(np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(lengths[-1].sum())))
+        self.ids = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+        self.offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]) if lengths else np.zeros(1, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+    def lengths(self) -> list[int]:
+        return np.diff(self.offsets).tolist()
 
 
 def bucket_batches(
@@ -36,5 +65,5 @@ def pad_batch(seqs: list[list[int]], indices: list[int]) -> tuple[torch.Tensor, 
     lengths = torch.tensor([len(seqs[i]) for i in indices], dtype=torch.long)
     x = torch.zeros(len(indices), int(lengths.max()), dtype=torch.long)  # (B, T)
     for row, i in enumerate(indices):
-        x[row, : len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
+        x[row, : len(seqs[i])] = torch.as_tensor(seqs[i], dtype=torch.long)
     return x, lengths

@@ -20,7 +20,7 @@ from tasks.common.atomic import write_text
 from tasks.common.errors import PipelineError
 from tasks.common.lineage import file_md5
 from tasks.common.params import base_model_of
-from tasks.reviews.batching import bucket_batches, encode_texts, pad_batch
+from tasks.reviews.batching import IdSequences, bucket_batches, encode_texts, pad_batch
 from tasks.reviews.encoder_classifier import EncoderClassifier
 from tasks.reviews.lm_finetune import finetuned_language_model
 from tasks.reviews.model import RNNClassifier
@@ -162,37 +162,47 @@ def init_embedding(embedding: nn.Embedding, train_seqs: list[list[int]], cfg) ->
             embedding.weight[len(SPECIALS) :] = torch.from_numpy(vectors[len(SPECIALS) :])
 
 
-def classes_of(labels: list[int], names: list[str]) -> list[int | str]:
+def classes_of(names_by_label: dict[int, str]) -> list[int | str]:
     """Class names by class index (integers when every name is one, so predictions print as given)."""
-    by_index = dict(zip(labels, names))
-    classes = [by_index.get(i, str(i)) for i in range(max(by_index) + 1)]
+    classes = [names_by_label.get(i, str(i)) for i in range(max(names_by_label) + 1)]
     try:
         return [int(c) for c in classes]
     except ValueError:
         return classes
 
 
-def load_split(tp, vocab, task: str) -> tuple[list[list[int]], np.ndarray, list[list[int]], np.ndarray, list, dict]:
+def load_split(tp, vocab, task: str) -> tuple[IdSequences, np.ndarray, IdSequences, np.ndarray, list, dict]:
     """The train and val reviews as id sequences (capped at max_len) with their labels, the class
-    names by class index, and the train and val token lists (whole, for the language model)."""
+    names by class index, and, for `init: pretrained` only, the train and val token lists (whole,
+    for the language model; empty otherwise). Read in record batches of `split.batch_rows` and
+    encoded batch by batch, so what stays in memory is the compact ids, not the split's strings."""
     cfg = tp.train
-    table = pq.read_table(tp.split.output, columns=["tokens", "label", "label_name", "split"]).to_pydict()
-    classes = classes_of(table["label"], table["label_name"])
-    data = {s: ([], []) for s in ("train", "val")}
-    for tokens, label, split in zip(table["tokens"], table["label"], table["split"]):
-        if split in data:
-            data[split][0].append(tokens)
-            data[split][1].append(label)
-    train_seqs, val_seqs = (encode_texts(data[s][0], vocab, tp.model.max_len) for s in ("train", "val"))
-    train_y, val_y = (np.array(data[s][1], dtype=np.int64) for s in ("train", "val"))
-    if not train_seqs or not val_seqs:
+    keep_tokens = cfg.init == "pretrained"
+    names_by_label: dict[int, str] = {}
+    ids = {s: [] for s in ("train", "val")}
+    labels = {s: [] for s in ids}
+    tokens = {s: [] for s in ids}
+    pf = pq.ParquetFile(tp.split.output)
+    for batch in pf.iter_batches(batch_size=tp.split.batch_rows, columns=["tokens", "label", "label_name", "split"]):
+        rows = batch.to_pydict()
+        names_by_label.update(zip(rows["label"], rows["label_name"]))
+        for name in ids:
+            idx = [i for i, s in enumerate(rows["split"]) if s == name]
+            texts = [rows["tokens"][i] for i in idx]
+            ids[name].append(encode_texts(texts, vocab, tp.model.max_len))
+            labels[name] += [rows["label"][i] for i in idx]
+            if keep_tokens:
+                tokens[name] += texts
+    train_seqs, val_seqs = IdSequences(ids["train"]), IdSequences(ids["val"])
+    train_y, val_y = (np.array(labels[s], dtype=np.int64) for s in ("train", "val"))
+    if not len(train_seqs) or not len(val_seqs):
         raise PipelineError(f"{tp.split.output}: no train or val reviews; rerun split with more reviews")
     if math.ceil(len(train_seqs) / cfg.batch_size) < distributed.world_size():
         raise PipelineError(
             f"{tp.split.output}: {len(train_seqs)} train reviews make fewer batches of {cfg.batch_size} "
             f"than the {distributed.world_size()} processes; lower {task}.train.batch_size or --nproc_per_node"
         )
-    return train_seqs, train_y, val_seqs, val_y, classes, {s: data[s][0] for s in data}
+    return train_seqs, train_y, val_seqs, val_y, classes_of(names_by_label), tokens
 
 
 def build_classifier(tp, vocab, num_classes: int, train_seqs, tokens: dict, device, run_id) -> tuple[nn.Module, dict]:

@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -153,3 +154,20 @@ def test_the_encoder_classifier_is_served_and_evaluated_with_the_new_metrics(par
     reliability = json.loads((Path(rp.evaluate.output_dir) / "reliability.json").read_text())
     assert {r["model"] for r in reliability} == {"model", "tf-idf"}
     assert (Path(rp.evaluate.output_dir) / "reliability.png").stat().st_size > 0
+
+
+def test_load_split_in_small_record_batches_equals_one_read(params):
+    for stage in DATA_STAGES:
+        stage.run(params, task="reviews")
+    rp = params.reviews
+    review_vocab = load_vocab(rp.vocab.output)
+    whole = reviews_train.load_split(rp, review_vocab, "reviews")
+    small = rp.model_copy(update={"split": rp.split.model_copy(update={"batch_rows": 7})})
+    batched = reviews_train.load_split(small, review_vocab, "reviews")
+    splits = split_tokens(rp.split.output)
+    for seqs_whole, seqs_batched, name in ((whole[0], batched[0], "train"), (whole[2], batched[2], "val")):
+        assert [s.tolist() for s in seqs_batched] == [s.tolist() for s in seqs_whole]
+        assert len(seqs_whole) == len(splits[name])
+    assert np.array_equal(whole[1], batched[1]) and np.array_equal(whole[3], batched[3])
+    assert whole[4] == batched[4] and whole[5] == batched[5]
+    assert whole[5]["train"] == splits["train"]  # init: pretrained keeps the token lists for the LM

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tasks.common.params import section_from_yaml
-from tasks.reviews.batching import bucket_batches, encode_texts, pad_batch
+from tasks.reviews.batching import IdSequences, bucket_batches, encode_texts, pad_batch
 from tasks.reviews.model import RNNClassifier
 from tasks.reviews.params import TrainClassifier
 from tasks.reviews.train import class_weights, train_classifier
@@ -55,6 +55,19 @@ def test_encode_truncates_to_max_len_and_never_returns_empty():
     vocab = Vocab(["<pad>", "<unk>", "<bos>", "<eos>", "好", "差"])
     seqs = encode_texts([["好"] * 50, [], ["外星语"]], vocab, max_len=10)
     assert seqs == [[4] * 10, [1], [1]]
+
+
+def test_id_sequences_hold_the_batches_in_order_and_pad_like_lists():
+    parts = [[[4, 5, 6], [7]], [], [[8, 9], [1, 1, 1, 1]]]
+    seqs = IdSequences(parts)
+    flat = [s for part in parts for s in part]
+    assert len(seqs) == 4 and [s.tolist() for s in seqs] == flat and seqs[-1].tolist() == [1, 1, 1, 1]
+    assert seqs.lengths() == [3, 1, 2, 4] and seqs.ids.dtype == np.int32
+    with pytest.raises(IndexError):
+        seqs[4]
+    for got, want in zip(pad_batch(seqs, [2, 0, 3]), pad_batch(flat, [2, 0, 3])):
+        assert torch.equal(got, want)
+    assert len(IdSequences([])) == 0
 
 
 def test_bucket_batches_cover_every_index_once_with_similar_lengths():
