@@ -1,6 +1,6 @@
 """Classifier batches: variable-length reviews, padded per batch, batches bucketed by length."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -20,13 +20,22 @@ class IdSequences(Sequence):
     Python int lists costs about ten times that; what train holds of a split of a million reviews.
     Item i is a view of the flat array (its length is the review's)."""
 
-    def __init__(self, parts: Iterable[list[list[int]]]):
-        chunks, lengths = [], []
-        for seqs in parts:
-            lengths.append(np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs)))
-            chunks.append(np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(lengths[-1].sum())))
-        self.ids = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
-        self.offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]) if lengths else np.zeros(1, np.int64)
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray):
+        self.ids, self.offsets = ids, offsets  # (tokens,) int32; (reviews + 1,) int64
+
+    @classmethod
+    def of(cls, seqs: list[list[int]]) -> "IdSequences":
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        ids = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(lengths.sum()))
+        return cls(ids, np.concatenate([[0], np.cumsum(lengths)]))
+
+    @classmethod
+    def concat(cls, parts: list["IdSequences"]) -> "IdSequences":
+        if not parts:
+            return cls.of([])
+        starts = np.cumsum([0] + [len(p.ids) for p in parts[:-1]])
+        offsets = [parts[0].offsets[:1]] + [p.offsets[1:] + start for p, start in zip(parts, starts)]
+        return cls(np.concatenate([p.ids for p in parts]), np.concatenate(offsets))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -36,9 +45,6 @@ class IdSequences(Sequence):
             raise IndexError(i)
         i %= len(self)
         return self.ids[self.offsets[i] : self.offsets[i + 1]]
-
-    def lengths(self) -> list[int]:
-        return np.diff(self.offsets).tolist()
 
 
 def bucket_batches(

@@ -189,11 +189,12 @@ def load_split(tp, vocab, task: str) -> tuple[IdSequences, np.ndarray, IdSequenc
         for name in ids:
             idx = [i for i, s in enumerate(rows["split"]) if s == name]
             texts = [rows["tokens"][i] for i in idx]
-            ids[name].append(encode_texts(texts, vocab, tp.model.max_len))
+            # packed per batch: the Python id lists of one batch at a time, never of the split
+            ids[name].append(IdSequences.of(encode_texts(texts, vocab, tp.model.max_len)))
             labels[name] += [rows["label"][i] for i in idx]
             if keep_tokens:
                 tokens[name] += texts
-    train_seqs, val_seqs = IdSequences(ids["train"]), IdSequences(ids["val"])
+    train_seqs, val_seqs = IdSequences.concat(ids["train"]), IdSequences.concat(ids["val"])
     train_y, val_y = (np.array(labels[s], dtype=np.int64) for s in ("train", "val"))
     if not len(train_seqs) or not len(val_seqs):
         raise PipelineError(f"{tp.split.output}: no train or val reviews; rerun split with more reviews")

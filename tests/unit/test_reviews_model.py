@@ -59,15 +59,15 @@ def test_encode_truncates_to_max_len_and_never_returns_empty():
 
 def test_id_sequences_hold_the_batches_in_order_and_pad_like_lists():
     parts = [[[4, 5, 6], [7]], [], [[8, 9], [1, 1, 1, 1]]]
-    seqs = IdSequences(parts)
+    seqs = IdSequences.concat([IdSequences.of(part) for part in parts])
     flat = [s for part in parts for s in part]
     assert len(seqs) == 4 and [s.tolist() for s in seqs] == flat and seqs[-1].tolist() == [1, 1, 1, 1]
-    assert seqs.lengths() == [3, 1, 2, 4] and seqs.ids.dtype == np.int32
+    assert [len(s) for s in seqs] == [3, 1, 2, 4] and seqs.ids.dtype == np.int32
     with pytest.raises(IndexError):
         seqs[4]
     for got, want in zip(pad_batch(seqs, [2, 0, 3]), pad_batch(flat, [2, 0, 3])):
         assert torch.equal(got, want)
-    assert len(IdSequences([])) == 0
+    assert len(IdSequences.concat([])) == 0 and len(IdSequences.of([])) == 0
 
 
 def test_bucket_batches_cover_every_index_once_with_similar_lengths():
