@@ -15,6 +15,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -432,3 +434,18 @@ def predict_main(monkeypatch, capsys, args, stdin=None):
         code = exc.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def write_split_file(path: Path, token_lists, labels, splits, row_group_rows: int = 1024) -> Path:
+    """A reviews split file as the split stage writes it (tokens, label, label_name, split), in row
+    groups of `row_group_rows` rows."""
+    table = pa.table(
+        {
+            "tokens": pa.array([list(t) for t in token_lists], pa.list_(pa.string())),
+            "label": pa.array([int(y) for y in labels], pa.int64()),
+            "label_name": pa.array([str(int(y)) for y in labels]),
+            "split": pa.array(list(splits)),
+        }
+    )
+    pq.write_table(table, path, row_group_size=row_group_rows)
+    return path

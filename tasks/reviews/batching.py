@@ -17,25 +17,11 @@ def encode_texts(token_lists: list[list[str]], vocab: Vocab, max_len: int) -> li
 
 class IdSequences(Sequence):
     """Id sequences kept as one flat int32 array and its offsets: 4 bytes a token, where a list of
-    Python int lists costs about ten times that; what train holds of a split of a million reviews.
-    Item i is a view of the flat array (its length is the review's)."""
+    Python int lists costs about ten times that (a record batch of reviews, encoded by
+    review_stream.SplitReader). Item i is a view of the flat array (its length is the review's)."""
 
     def __init__(self, ids: np.ndarray, offsets: np.ndarray):
         self.ids, self.offsets = ids, offsets  # (tokens,) int32; (reviews + 1,) int64
-
-    @classmethod
-    def of(cls, seqs: list[list[int]]) -> "IdSequences":
-        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        ids = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(lengths.sum()))
-        return cls(ids, np.concatenate([[0], np.cumsum(lengths)]))
-
-    @classmethod
-    def concat(cls, parts: list["IdSequences"]) -> "IdSequences":
-        if not parts:
-            return cls.of([])
-        starts = np.cumsum([0] + [len(p.ids) for p in parts[:-1]])
-        offsets = [parts[0].offsets[:1]] + [p.offsets[1:] + start for p, start in zip(parts, starts)]
-        return cls(np.concatenate([p.ids for p in parts]), np.concatenate(offsets))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

@@ -97,7 +97,12 @@ def baseline_probs(tp, tokens: dict, labels: dict, num_classes: int) -> tuple[np
     """TF-IDF + logistic regression fitted on train (C chosen on val, classes weighted as the
     model's loss was): its test probabilities (N, C) and the choice it made. `tokens`: jieba words."""
     cfg, train = tp.evaluate, tp.train
-    weighted = class_weights(labels["train"], num_classes, train.class_weights, train.imbalance_ratio) is not None
+    weighted = (
+        class_weights(
+            np.bincount(labels["train"], minlength=num_classes), num_classes, train.class_weights, train.imbalance_ratio
+        )
+        is not None
+    )
     baseline, chosen = fit_tfidf_baseline(
         tokens["train"],
         labels["train"],

@@ -77,6 +77,9 @@ class FinetuneLoop(Section):
 
 class TrainClassifier(TrainLoop):
     bucket_size: Count
+    shuffle_buffer: Count
+    loader_workers: Annotated[int, Field(ge=0, le=1)]  # more would each yield the whole epoch
+    checkpoint_every: Count0  # batches; 0: at epoch ends only
     monitor: Literal["val_loss", "val_macro_f1"]
     class_weights: Literal["auto", "balanced", "none"]
     imbalance_ratio: Annotated[float, Field(ge=1)]  # largest/smallest class: never below 1

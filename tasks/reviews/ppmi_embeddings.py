@@ -11,6 +11,7 @@ validation epoch comes 3-5 epochs earlier.
 
 import logging
 import time
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,20 +23,31 @@ CONTEXT_SMOOTHING = 0.75  # context counts raised to this power: rare contexts g
 TARGET_STD = 0.5  # overall std of the vectors (nn.Embedding's random init has 1.0); measured with 0.5 only
 
 
-def cooccurrence(seqs: list[list[int]], vocab_size: int, window: int, first_id: int) -> sp.csr_matrix:
-    """Symmetric counts (V, V) of id pairs at most `window` apart in a sequence; ids below
-    `first_id` (padding, <unk>, ...) are left out."""
-    rows, cols = [], []
+def cooccurrence(
+    seqs: Iterable[Sequence[int]], vocab_size: int, window: int, first_id: int, chunk: int = 4096
+) -> tuple[sp.csr_matrix, int]:
+    """Symmetric counts (V, V) of id pairs at most `window` apart in a sequence, ids below `first_id`
+    (padding, <unk>, ...) left out, and the number of sequences. Summed `chunk` sequences at a time,
+    so memory is the (V, V) counts, not the pairs of the whole split."""
+    total, n, rows, cols = sp.csr_matrix((vocab_size, vocab_size)), 0, [], []
+
+    def add(total: sp.csr_matrix) -> sp.csr_matrix:
+        if not rows:
+            return total
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        keep = (r >= first_id) & (c >= first_id)
+        pairs = sp.coo_matrix((np.ones(int(keep.sum())), (r[keep], c[keep])), shape=(vocab_size, vocab_size))
+        return total + pairs.tocsr()
+
     for seq in seqs:
         ids = np.asarray(seq)
         for k in range(1, min(window, len(ids) - 1) + 1):
             rows += [ids[:-k], ids[k:]]
             cols += [ids[k:], ids[:-k]]
-    if not rows:
-        return sp.csr_matrix((vocab_size, vocab_size))
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    keep = (r >= first_id) & (c >= first_id)
-    return sp.coo_matrix((np.ones(int(keep.sum())), (r[keep], c[keep])), shape=(vocab_size, vocab_size)).tocsr()
+        n += 1
+        if n % chunk == 0:
+            total, rows, cols = add(total), [], []
+    return add(total), n
 
 
 def ppmi(counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -50,12 +62,12 @@ def ppmi(counts: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def ppmi_svd_embeddings(
-    seqs: list[list[int]], vocab_size: int, dim: int, window: int = 5, first_id: int = 4, seed: int = 13
+    seqs: Iterable[Sequence[int]], vocab_size: int, dim: int, window: int = 5, first_id: int = 4, seed: int = 13
 ) -> np.ndarray | None:
     """(V, dim) vectors U * sqrt(S) of the PPMI matrix, scaled to TARGET_STD; rows below `first_id`
     are zero (the caller keeps its own init for them). None when no two words co-occur."""
     started = time.perf_counter()
-    counts = cooccurrence(seqs, vocab_size, window, first_id)
+    counts, n_seqs = cooccurrence(seqs, vocab_size, window, first_id)
     if counts.nnz == 0:
         log.info("embedding init: no word pairs co-occur in the train split; keeping the random init")
         return None
@@ -68,7 +80,7 @@ def ppmi_svd_embeddings(
     vectors *= TARGET_STD / max(float(vectors[first_id:].std()), 1e-12)
     log.info(
         "embedding init: PPMI + SVD over %d train reviews, window %d, %d dims, %.1f s",
-        len(seqs),
+        n_seqs,
         window,
         rank,
         time.perf_counter() - started,

@@ -5,27 +5,27 @@ classifier on its encoder with discriminative rates, gradual unfreezing and the 
 schedule), or a (bi)RNN from scratch with its embedding from PPMI-SVD vectors (`ppmi`) or random."""
 
 import logging
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
+from torch.utils.data import DataLoader
 
 from tasks.common.atomic import write_text
 from tasks.common.errors import PipelineError
 from tasks.common.lineage import file_md5
 from tasks.common.params import base_model_of
-from tasks.reviews.batching import IdSequences, bucket_batches, encode_texts, pad_batch
 from tasks.reviews.encoder_classifier import EncoderClassifier
 from tasks.reviews.lm_finetune import finetuned_language_model
 from tasks.reviews.model import RNNClassifier
 from tasks.reviews.ppmi_embeddings import ppmi_svd_embeddings
+from tasks.reviews.review_stream import ReviewStream, SplitCounts, SplitReader, count_split
 from tasks.serving.review_predictor import classify
+from tasks.split import read_batches
 from tasks.text.vocab import SPECIALS
 from tasks.training import distributed
 from tasks.training.loop import History, TaskPieces, fit
@@ -34,51 +34,60 @@ from tasks.training.run import prepare_run, save_outputs
 log = logging.getLogger(__name__)
 
 
-def class_weights(labels: np.ndarray, num_classes: int, mode: str, imbalance_ratio: float) -> torch.Tensor | None:
-    """Balanced weights n / (C * n_c) when `mode` is balanced, or auto and the largest class
-    outnumbers the smallest by more than `imbalance_ratio`; else None (plain cross-entropy)."""
-    counts = np.bincount(labels, minlength=num_classes).astype(float)
+def class_weights(counts: np.ndarray, num_classes: int, mode: str, imbalance_ratio: float) -> torch.Tensor | None:
+    """Balanced weights n / (C * n_c) from the reviews per class (`counts`) when `mode` is balanced,
+    or auto and the largest class outnumbers the smallest by more than `imbalance_ratio`; else None
+    (plain cross-entropy)."""
+    counts = np.pad(np.asarray(counts, dtype=float), (0, max(0, num_classes - len(counts))))
     if mode == "none" or (mode == "auto" and counts.max() <= imbalance_ratio * counts[counts > 0].min()):
         return None
-    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+    return torch.tensor(counts.sum() / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
 
 
-def validation_probs(model: nn.Module, seqs: list[list[int]], device: torch.device) -> np.ndarray:
-    """`classify` over all of `seqs`; distributed, each rank scores every world-th review and the
-    shares are gathered, so every rank holds the same (N, C) probabilities."""
+def validation_probs(model: nn.Module, val: SplitReader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """`classify` over the val reviews, read a record batch at a time: their (N, C) probabilities and
+    (N,) labels. Distributed, each rank scores every world-th review and the shares are gathered, so
+    every rank holds the same probabilities."""
     world, rank = distributed.world_size(), distributed.rank()
-    mine = list(range(rank, len(seqs), world))
-    shares = distributed.all_gather((mine, classify(model, [seqs[i] for i in mine], device)))
-    probs = np.zeros((len(seqs), model.num_classes), dtype=np.float32)
-    for idx, part in shares:
-        probs[idx] = part
-    return probs
+    mine, labels, seen = [], [], 0
+    for seqs, y in val.batches("val"):
+        idx = list(range((rank - seen) % world, len(seqs), world))
+        mine.append((seen + np.array(idx, dtype=np.int64), classify(model, [seqs[i] for i in idx], device)))
+        labels.append(y)
+        seen += len(seqs)
+    probs = np.zeros((seen, model.num_classes), dtype=np.float32)
+    for share in distributed.all_gather(mine):
+        for idx, part in share:
+            probs[idx] = part
+    return probs, np.concatenate(labels)
 
 
-def epoch_batches(epoch: int, lengths: list[int], cfg) -> list[list[int]]:
-    """This rank's index batches for the epoch: the same seeded, length-bucketed batches on every
-    rank, each training on its own disjoint share of them."""
-    return distributed.shard_batches(bucket_batches(lengths, cfg.batch_size, cfg.bucket_size, seed=cfg.seed + epoch))
+def epoch_batches(epoch: int, stream: ReviewStream, cfg, device: torch.device) -> DataLoader:
+    """This rank's batches of the epoch (tasks/reviews/review_stream.py), read and padded in
+    `loader_workers` background processes (0: in this one)."""
+    stream.set_epoch(epoch)
+    # Its own generator: a DataLoader draws a seed when iterated, which from the global RNG would
+    # shift the dropout masks of a run resumed mid-epoch away from those of an unbroken run.
+    seeded = torch.Generator().manual_seed(cfg.seed + epoch)
+    workers, pin = cfg.loader_workers, torch.device(device).type == "cuda"
+    return DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin, generator=seeded)
 
 
-def batch_loss(
-    net: nn.Module, idx: list[int], hidden, seqs: list[list[int]], y_all: torch.Tensor, weights, device: torch.device
-) -> tuple[torch.Tensor, None, tuple[int, int]]:
+def batch_loss(net: nn.Module, batch, hidden, weights, device) -> tuple[torch.Tensor, None, tuple[int, int]]:
     """(Weighted) mean cross-entropy of one batch of reviews, no state to carry, and the batch's
     review and token counts."""
-    x, lens = pad_batch(seqs, idx)  # (B, T), (B,)
-    y = y_all[idx].to(device)  # (B,)
+    x, lens, y = batch  # (B, T), (B,), (B,)
     # fp32 even on CUDA: bf16 autocast of packed cuDNN RNNs is untested here, and this model is small
     logits = net(x.to(device, non_blocking=True), lens)  # (B, C)
-    loss = nn.functional.cross_entropy(logits.float(), y, weight=weights)
-    return loss, None, (len(idx), int(lens.sum()))
+    loss = nn.functional.cross_entropy(logits.float(), y.to(device), weight=weights)
+    return loss, None, (len(y), int(lens.sum()))
 
 
 def epoch_row(
-    epoch: int, totals: dict, seconds: float, lr: float, model: nn.Module, val_seqs, val_y: np.ndarray, weights, device
+    epoch: int, totals: dict, seconds: float, lr: float, model: nn.Module, val: SplitReader, weights, device
 ) -> dict:
     """Validate on all of the val reviews and log the epoch: its history row."""
-    probs = validation_probs(model, val_seqs, device)  # (N, C)
+    probs, val_y = validation_probs(model, val, device)  # (N, C), (N,)
     val_loss = nn.functional.cross_entropy(
         torch.log(torch.from_numpy(probs).clamp_min(1e-9)), torch.as_tensor(val_y, dtype=torch.long), weight=weights
     ).item()
@@ -114,31 +123,37 @@ def gradual_unfreezing(model: nn.Module, cfg) -> Callable[[int], None] | None:
     return model.freeze_to
 
 
-def classifier_pieces(model: nn.Module, train_seqs, train_y, val_seqs, val_y, cfg, device, weights=None) -> TaskPieces:
-    """What `fit` needs to train the classifier on id sequences with integer labels; `weights`:
-    the class weights of the loss (None: plain cross-entropy)."""
-    y_all = torch.as_tensor(train_y, dtype=torch.long)  # (N,)
+def classifier_pieces(model: nn.Module, stream: ReviewStream, val: SplitReader, cfg, device, weights=None):
+    """What `fit` needs to train the classifier on the streamed train reviews, validating on the
+    val reviews; `weights`: the class weights of the loss (None: plain cross-entropy)."""
     loss_weights = weights.to(device) if weights is not None else None  # validation weighs on the CPU
     unfreeze = gradual_unfreezing(model, cfg)
     return TaskPieces(
-        batches=partial(epoch_batches, lengths=[len(s) for s in train_seqs], cfg=cfg),
-        batch_loss=partial(batch_loss, seqs=train_seqs, y_all=y_all, weights=loss_weights, device=device),
-        epoch_row=partial(epoch_row, model=model, val_seqs=val_seqs, val_y=val_y, weights=weights, device=device),
+        batches=partial(epoch_batches, stream=stream, cfg=cfg, device=device),
+        batch_loss=partial(batch_loss, weights=loss_weights, device=device),
+        epoch_row=partial(epoch_row, model=model, val=val, weights=weights, device=device),
         counts=("reviews", "tokens"),
-        steps_per_epoch=max(1, math.ceil(len(train_seqs) / cfg.batch_size) // distributed.world_size()),
+        steps_per_epoch=len(stream),
         monitor=cfg.monitor,
         higher_is_better=cfg.monitor != "val_loss",
         start_epoch=unfreeze,
         find_unused_parameters=unfreeze is not None,  # DDP: frozen layers get no gradient
+        resumable_mid_epoch=True,  # no state carried between batches; an epoch's stream replays exactly
+    )
+
+
+def train_stream(reader: SplitReader, counts: SplitCounts, cfg) -> ReviewStream:
+    """This process's share of the train reviews, batched as `cfg` says."""
+    world, rank = distributed.world_size(), distributed.rank()
+    return ReviewStream(
+        reader, counts.reviews["train"], cfg.batch_size, cfg.bucket_size, cfg.shuffle_buffer, cfg.seed, rank, world
     )
 
 
 def train_classifier(
     model: nn.Module,
-    train_seqs: list[list[int]],
-    train_y: np.ndarray,
-    val_seqs: list[list[int]],
-    val_y: np.ndarray,
+    reader: SplitReader,
+    counts: SplitCounts,
     cfg,
     device: torch.device,
     weights: torch.Tensor | None = None,
@@ -146,13 +161,13 @@ def train_classifier(
     checkpoint: Path | None = None,
     fingerprint: str = "",
 ) -> list[dict]:
-    """Train in place on id sequences with integer labels; `model` ends with the best weights by
+    """Train in place on the split `reader` reads; `model` ends with the best weights by
     `cfg.monitor` (val_loss or val_macro_f1)."""
-    pieces = classifier_pieces(model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights)
+    pieces = classifier_pieces(model, train_stream(reader, counts, cfg), reader, cfg, device, weights)
     return fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
 
 
-def init_embedding(embedding: nn.Embedding, train_seqs: list[list[int]], cfg) -> None:
+def init_embedding(embedding: nn.Embedding, train_seqs: Iterable[np.ndarray], cfg) -> None:
     """Overwrite the word rows (not the specials') with PPMI-SVD vectors of the train split."""
     vectors = ppmi_svd_embeddings(
         train_seqs, embedding.num_embeddings, embedding.embedding_dim, cfg.ppmi_window, len(SPECIALS), cfg.seed
@@ -171,42 +186,39 @@ def classes_of(names_by_label: dict[int, str]) -> list[int | str]:
         return classes
 
 
-def load_split(tp, vocab, task: str) -> tuple[IdSequences, np.ndarray, IdSequences, np.ndarray, list, dict]:
-    """The train and val reviews as id sequences (capped at max_len) with their labels, the class
-    names by class index, and, for `init: pretrained` only, the train and val token lists (whole,
-    for the language model; empty otherwise). Read in record batches of `split.batch_rows` and
-    encoded batch by batch, so what stays in memory is the compact ids, not the split's strings."""
+def load_split(tp, vocab, task: str) -> tuple[SplitReader, SplitCounts, list, dict]:
+    """The split as training reads it: its reader (ids cut to max_len, `split.batch_rows` rows at a
+    time), its counts, the class names by class index, and, for `init: pretrained` only, the train
+    and val token lists (whole, for the language model; empty otherwise). Nothing else of the split
+    stays in memory: the training batches are streamed (tasks/reviews/review_stream.py)."""
     cfg = tp.train
-    keep_tokens = cfg.init == "pretrained"
-    names_by_label: dict[int, str] = {}
-    ids = {s: [] for s in ("train", "val")}
-    labels = {s: [] for s in ids}
-    tokens = {s: [] for s in ids}
-    pf = pq.ParquetFile(tp.split.output)
-    for batch in pf.iter_batches(batch_size=tp.split.batch_rows, columns=["tokens", "label", "label_name", "split"]):
-        rows = batch.to_pydict()
-        names_by_label.update(zip(rows["label"], rows["label_name"]))
-        for name in ids:
-            idx = [i for i, s in enumerate(rows["split"]) if s == name]
-            texts = [rows["tokens"][i] for i in idx]
-            # packed per batch: the Python id lists of one batch at a time, never of the split
-            ids[name].append(IdSequences.of(encode_texts(texts, vocab, tp.model.max_len)))
-            labels[name] += [rows["label"][i] for i in idx]
-            if keep_tokens:
-                tokens[name] += texts
-    train_seqs, val_seqs = IdSequences.concat(ids["train"]), IdSequences.concat(ids["val"])
-    train_y, val_y = (np.array(labels[s], dtype=np.int64) for s in ("train", "val"))
-    if not len(train_seqs) or not len(val_seqs):
+    counts = count_split(tp.split.output, tp.split.batch_rows)
+    if not counts.reviews["train"] or not counts.reviews["val"]:
         raise PipelineError(f"{tp.split.output}: no train or val reviews; rerun split with more reviews")
-    if math.ceil(len(train_seqs) / cfg.batch_size) < distributed.world_size():
+    if counts.reviews["train"] // distributed.world_size() < 1:
         raise PipelineError(
-            f"{tp.split.output}: {len(train_seqs)} train reviews make fewer batches of {cfg.batch_size} "
-            f"than the {distributed.world_size()} processes; lower {task}.train.batch_size or --nproc_per_node"
+            f"{tp.split.output}: {counts.reviews['train']} train reviews are fewer than the "
+            f"{distributed.world_size()} processes; lower --nproc_per_node"
         )
-    return train_seqs, train_y, val_seqs, val_y, classes_of(names_by_label), tokens
+    tokens = split_token_lists(tp.split.output, tp.split.batch_rows) if cfg.init == "pretrained" else {}
+    reader = SplitReader(tp.split.output, vocab, tp.model.max_len, tp.split.batch_rows)
+    return reader, counts, classes_of(counts.names_by_label), tokens
 
 
-def build_classifier(tp, vocab, num_classes: int, train_seqs, tokens: dict, device, run_id) -> tuple[nn.Module, dict]:
+def split_token_lists(path, batch_rows: int) -> dict[str, list[list[str]]]:
+    """The train and val reviews' token lists, whole (the language model fine-tunes on them)."""
+    tokens = {"train": [], "val": []}
+    for batch in read_batches(path, ["tokens", "split"], batch_rows):
+        rows = batch.to_pydict()
+        for review, split in zip(rows["tokens"], rows["split"]):
+            if split in tokens:
+                tokens[split].append(review)
+    return tokens
+
+
+def build_classifier(
+    tp, vocab, num_classes: int, reader: SplitReader, tokens: dict, device, run_id
+) -> tuple[nn.Module, dict]:
     """The classifier to train and its checkpoint's description: on the fine-tuned encoder of the
     pretrained base (`init: pretrained`), or a (bi)RNN from scratch (embedding from PPMI or random)."""
     cfg = tp.train
@@ -214,7 +226,7 @@ def build_classifier(tp, vocab, num_classes: int, train_seqs, tokens: dict, devi
         model_args = {"vocab_size": len(vocab), "num_classes": num_classes, **tp.model.model_dump(exclude={"encoder"})}
         model = RNNClassifier(**model_args)
         if cfg.init == "ppmi":
-            init_embedding(model.embedding, train_seqs, cfg)
+            init_embedding(model.embedding, reader.sequences("train"), cfg)
         write_text("", tp.lm.history)  # the stage's declared output (dvc.yaml): no language model epochs
         return model, {"architecture": "rnn", "model_args": model_args}
     if not base_model_of(tp):
@@ -249,11 +261,11 @@ def loop_settings(cfg):
 def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | None, task: str, on_epoch=None) -> dict:
     """Train the review classifier on the split; save models/<task>/model.pt and the MLflow run id."""
     cfg = loop_settings(tp.train)
-    train_seqs, train_y, val_seqs, val_y, classes, tokens = load_split(tp, vocab, task)
-    weights = class_weights(train_y, len(classes), cfg.class_weights, cfg.imbalance_ratio)
+    reader, counts, classes, tokens = load_split(tp, vocab, task)
+    weights = class_weights(counts.train_labels, len(classes), cfg.class_weights, cfg.imbalance_ratio)
     logged = {
         "vocab.size": len(vocab),
-        "data.train_reviews": len(train_seqs),
+        "data.train_reviews": counts.reviews["train"],
         "data.classes": len(classes),
         "class_weights": "none" if weights is None else ",".join(f"{w:.3f}" for w in weights.tolist()),
         "device": str(device),
@@ -263,10 +275,10 @@ def train(params, tp, vocab, device: torch.device, extra_tags: dict[str, str] | 
     run_id, on_epoch_end, checkpoint, fingerprint = prepare_run(
         params, tp, vocab, task, extra_tags, logged, on_epoch, data_id=data_id
     )
-    model, described = build_classifier(tp, vocab, len(classes), train_seqs, tokens, device, run_id)
+    model, described = build_classifier(tp, vocab, len(classes), reader, tokens, device, run_id)
     if weights is not None:
         log.info("classes are imbalanced: loss weights %s", dict(zip(classes, weights.tolist())))
-    pieces = classifier_pieces(model, train_seqs, train_y, val_seqs, val_y, cfg, device, weights)
+    pieces = classifier_pieces(model, train_stream(reader, counts, cfg), reader, cfg, device, weights)
     history = fit(model, pieces, cfg, device, on_epoch_end, checkpoint, fingerprint)
     if distributed.is_main():
         save_outputs(

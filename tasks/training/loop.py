@@ -6,6 +6,8 @@ between the tasks (their batches, the loss of one batch, validation and the epoc
 comes in as a `TaskPieces`. Distributed under `torchrun`, rank 0 decides and writes
 (tasks/training/distributed.py)."""
 
+import dataclasses
+import itertools
 import logging
 import math
 import time
@@ -38,6 +40,11 @@ class TaskPieces:
         row (holding `monitor`); `totals` are all ranks' summed "loss" and `counts`.
     start_epoch(epoch): called before each epoch's first batch, also after a resume (gradual
         unfreezing decides there which layers train); None: nothing to do.
+    resumable_mid_epoch: the batches carry no state from one to the next and `batches(epoch)`
+        yields the same batches each time it is called, so with `train.checkpoint_every` > 0 the
+        loop also checkpoints every that many batches and a killed run resumes by skipping the
+        batches it had trained on. (A language model carries its hidden state across windows:
+        it checkpoints at epoch ends, which pretraining keeps short with `epoch_tokens`.)
     """
 
     batches: Callable[[int], Iterable[Any]]
@@ -49,6 +56,7 @@ class TaskPieces:
     higher_is_better: bool = False
     find_unused_parameters: bool = False  # DDP: some parameter may get no gradient in a step
     start_epoch: Callable[[int], None] | None = None
+    resumable_mid_epoch: bool = False
 
 
 STLR_RATIO = 32  # slanted triangular: the lowest LR is lr / 32 (Howard & Ruder 2018)
@@ -107,6 +115,11 @@ class Progress:
     history: list[dict] = field(default_factory=list)
     best_state: dict | None = None  # a copy of the weights that scored best_val
     bad_epochs: int = 0  # epochs since best_val last improved
+    # A checkpoint taken mid-epoch: the batches of epoch `epoch + 1` trained so far (0: at an epoch
+    # boundary), their totals summed over all ranks, and the seconds they took.
+    batches_done: int = 0
+    epoch_totals: dict = field(default_factory=dict)
+    epoch_seconds: float = 0.0
 
     def record(self, row: dict, score: float, higher_is_better: bool, model: nn.Module) -> None:
         """Add the epoch's row; copy the weights when `score` is the best so far."""
@@ -141,6 +154,7 @@ def fit(
     progress = progress or Progress(best_val=-math.inf if task.higher_is_better else math.inf)
     started, stopped_by = time.monotonic(), "epochs"
     watch = EpochProgress(cfg.epochs, task.steps_per_epoch, task.counts[0], log, enabled=distributed.is_main())
+    every = getattr(cfg, "checkpoint_every", 0) if task.resumable_mid_epoch and checkpoint else 0
     for epoch in range(progress.epoch + 1, cfg.epochs + 1):
         if progress.bad_epochs >= cfg.early_stopping_patience:
             break
@@ -148,8 +162,13 @@ def fit(
         if task.start_epoch:
             task.start_epoch(epoch)
         watch.start(epoch)
-        t0, hidden, totals = time.perf_counter(), None, {"loss": 0.0, **dict.fromkeys(task.counts, 0)}
-        for batch in task.batches(epoch):
+        done, totals, before = resumed_epoch(progress, task.counts)
+        batches = iter(task.batches(epoch))
+        if done:
+            log.info("resuming epoch %d after batch %d: replaying the epoch's stream to there", epoch, done)
+            batches = itertools.islice(batches, done, None)
+        t0, hidden = time.perf_counter(), None
+        for step, batch in enumerate(batches, start=done + 1):
             loss, hidden, sizes = task.batch_loss(net, batch, hidden)  # loss: mean over sizes[0] items
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -159,7 +178,13 @@ def fit(
             loss_value = loss.item()  # the one sync per batch, shared with the progress display
             add_batch(totals, task.counts, loss_value, sizes)
             watch.step(sizes[0], loss_value)
-        seconds = time.perf_counter() - t0
+            if every and step % every == 0 and step < task.steps_per_epoch:
+                mid = dict(zip(totals, distributed.all_reduce_sum(*totals.values())))  # every rank reaches it
+                if distributed.is_main():
+                    seconds = before + time.perf_counter() - t0
+                    at = dataclasses.replace(progress, batches_done=step, epoch_totals=mid, epoch_seconds=seconds)
+                    save_checkpoint(checkpoint, fingerprint, model, optimizer, scheduler, at)
+        seconds = before + time.perf_counter() - t0
         watch.end()  # before epoch_row, whose summary line takes the bar's place
         totals = dict(zip(totals, distributed.all_reduce_sum(*totals.values())))  # every rank's batches
         row = {"epoch": epoch, **task.epoch_row(epoch, totals, seconds, optimizer.param_groups[-1]["lr"])}
@@ -178,6 +203,18 @@ def fit(
             stopped_by = "max_minutes"
             break
     return finish(model, progress, stopped_by, task.monitor, cfg.early_stopping_patience)
+
+
+def resumed_epoch(progress: Progress, counts: tuple[str, ...]) -> tuple[int, dict[str, float], float]:
+    """Where the epoch starts: after the batches a mid-epoch checkpoint had trained, with their totals
+    (on rank 0 alone, as they are summed over the ranks already) and seconds; else at batch 0. The
+    checkpoint's position is used once."""
+    done, totals, seconds = progress.batches_done, progress.epoch_totals, progress.epoch_seconds
+    progress.batches_done, progress.epoch_totals, progress.epoch_seconds = 0, {}, 0.0
+    fresh = {"loss": 0.0, **dict.fromkeys(counts, 0)}
+    if not done:
+        return 0, fresh, 0.0
+    return done, (dict(totals) if distributed.is_main() else fresh), seconds
 
 
 def add_batch(totals: dict[str, float], counts: tuple[str, ...], loss_value: float, sizes: tuple[int, ...]) -> None:
@@ -242,8 +279,9 @@ def resume(checkpoint: Path | None, fingerprint: str, model, optimizer, schedule
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"].cpu())  # map_location may have moved it to CUDA
-    log.info("resuming from %s after epoch %d", checkpoint, state["epoch"])
-    return Progress(**{f.name: state[f.name] for f in fields(Progress)})
+    at = f"after epoch {state['epoch']}" + (f", batch {state['batches_done']}" if state.get("batches_done") else "")
+    log.info("resuming from %s %s", checkpoint, at)
+    return Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})  # older: no batch
 
 
 def save_checkpoint(checkpoint: Path, fingerprint: str, model, optimizer, scheduler, progress: Progress) -> None:

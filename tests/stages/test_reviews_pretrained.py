@@ -16,6 +16,7 @@ from tasks import clean, evaluate, ingest, pretrain, split, tokenize, train, voc
 from tasks.common.params import load_params
 from tasks.reviews import lm_finetune
 from tasks.reviews import train as reviews_train
+from tasks.reviews.batching import encode_texts
 from tasks.serving.review_predictor import ReviewModel
 from tasks.text.vocab import load_vocab
 from tests.helpers import (
@@ -77,10 +78,8 @@ def test_the_language_model_learns_from_train_reviews_only_and_the_classifier_lo
     review_vocab = load_vocab(rp.vocab.output)
     assert review_vocab.itos[: len(base["itos"])] == base["itos"]  # the base's ids, extended
 
-    train_seqs, _, _, _, _, tokens = reviews_train.load_split(rp, review_vocab, "reviews")
-    model, described = reviews_train.build_classifier(
-        rp, review_vocab, 2, train_seqs, tokens, torch.device("cpu"), None
-    )
+    reader, _, _, tokens = reviews_train.load_split(rp, review_vocab, "reviews")
+    model, described = reviews_train.build_classifier(rp, review_vocab, 2, reader, tokens, torch.device("cpu"), None)
     # what the language model trained on is the train text; the val text only scores it; never the test text
     assert streams[0] == splits["train"] and streams[1] == splits["val"]
     assert not any(s == splits["test"] for s in streams)
@@ -107,12 +106,13 @@ def test_gradual_unfreezing_trains_the_head_first_then_one_layer_more_each_epoch
         stage.run(params, task="reviews")
     rp = params.reviews
     review_vocab = load_vocab(rp.vocab.output)
-    train_seqs, train_y, val_seqs, val_y, _, tokens = reviews_train.load_split(rp, review_vocab, "reviews")
-    model, _ = reviews_train.build_classifier(rp, review_vocab, 2, train_seqs, tokens, torch.device("cpu"), None)
+    reader, counts, _, tokens = reviews_train.load_split(rp, review_vocab, "reviews")
+    model, _ = reviews_train.build_classifier(rp, review_vocab, 2, reader, tokens, torch.device("cpu"), None)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     one_epoch = reviews_train.loop_settings(rp.train).model_copy(update={"epochs": 1})
     assert one_epoch.scheduler == "slanted_triangular" and one_epoch.layer_lr_decay == 2.6  # finetune's loop
-    pieces = reviews_train.classifier_pieces(model, train_seqs, train_y, val_seqs, val_y, one_epoch, "cpu")
+    stream = reviews_train.train_stream(reader, counts, one_epoch)
+    pieces = reviews_train.classifier_pieces(model, stream, reader, one_epoch, "cpu")
     trainable = []
     for epoch in (1, 2, 3, 4):
         pieces.start_epoch(epoch)
@@ -125,7 +125,7 @@ def test_gradual_unfreezing_trains_the_head_first_then_one_layer_more_each_epoch
     ]
 
     model.freeze_to(len(model.layer_groups()))
-    reviews_train.train_classifier(model, train_seqs, train_y, val_seqs, val_y, one_epoch, torch.device("cpu"))
+    reviews_train.train_classifier(model, reader, counts, one_epoch, torch.device("cpu"))
     after = model.state_dict()
     encoder = [k for k in before if k.startswith("lm.")]
     assert all(torch.equal(before[k], after[k]) for k in encoder), "epoch 1 trains the head alone"
@@ -165,9 +165,10 @@ def test_load_split_in_small_record_batches_equals_one_read(params):
     small = rp.model_copy(update={"split": rp.split.model_copy(update={"batch_rows": 7})})
     batched = reviews_train.load_split(small, review_vocab, "reviews")
     splits = split_tokens(rp.split.output)
-    for seqs_whole, seqs_batched, name in ((whole[0], batched[0], "train"), (whole[2], batched[2], "val")):
-        assert [s.tolist() for s in seqs_batched] == [s.tolist() for s in seqs_whole]
-        assert len(seqs_whole) == len(splits[name])
-    assert np.array_equal(whole[1], batched[1]) and np.array_equal(whole[3], batched[3])
-    assert whole[4] == batched[4] and whole[5] == batched[5]
-    assert whole[5]["train"] == splits["train"]  # init: pretrained keeps the token lists for the LM
+    for name in ("train", "val"):
+        ids = [[s.tolist() for seqs, _ in reader.batches(name) for s in seqs] for reader in (whole[0], batched[0])]
+        assert ids[0] == ids[1] == encode_texts(splits[name], review_vocab, rp.model.max_len)
+    assert whole[1].reviews == batched[1].reviews and whole[1].reviews["train"] == len(splits["train"])
+    assert np.array_equal(whole[1].train_labels, batched[1].train_labels)
+    assert whole[2] == batched[2] and whole[3] == batched[3]
+    assert whole[3]["train"] == splits["train"]  # init: pretrained keeps the token lists for the LM

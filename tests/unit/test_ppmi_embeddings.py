@@ -25,7 +25,9 @@ def cosine(a, b):
 
 
 def test_counts_pairs_within_the_window_both_ways_without_specials():
-    counts = cooccurrence([[5, 6, 7, 1, 5]], vocab_size=8, window=2, first_id=4).toarray()
+    counts, n = cooccurrence([[5, 6, 7, 1, 5]], vocab_size=8, window=2, first_id=4)
+    counts = counts.toarray()
+    assert n == 1
     assert counts[5, 6] == counts[6, 5] == 1 and counts[6, 7] == 1  # neighbours
     assert counts[5, 7] == counts[7, 5] == 2  # 2 apart, twice: 5 _ 7 and 7 _ 5
     assert counts[5, 5] == 0  # the two 5s are 4 apart: not counted
@@ -33,9 +35,16 @@ def test_counts_pairs_within_the_window_both_ways_without_specials():
 
 
 def test_ppmi_is_non_negative_and_high_for_pairs_seen_more_than_chance():
-    counts = cooccurrence(topic_corpus(), vocab_size=40, window=3, first_id=4)
+    counts, _ = cooccurrence(topic_corpus(), vocab_size=40, window=3, first_id=4)
     m = ppmi(counts).toarray()
+
     assert (m >= 0).all() and m[4, 20] > 0 and m[4, 30] == 0  # never together: no mass
+
+
+def test_counts_summed_in_chunks_equal_one_pass_over_a_stream():
+    whole, n = cooccurrence(topic_corpus(), vocab_size=40, window=3, first_id=4, chunk=10**6)
+    chunked, m = cooccurrence(iter(topic_corpus()), vocab_size=40, window=3, first_id=4, chunk=7)
+    assert n == m == len(topic_corpus()) and (whole != chunked).nnz == 0 and whole.sum() > 0
 
 
 def test_vectors_put_words_used_alike_together():

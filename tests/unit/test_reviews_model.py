@@ -12,10 +12,11 @@ from tasks.common.params import section_from_yaml
 from tasks.reviews.batching import IdSequences, bucket_batches, encode_texts, pad_batch
 from tasks.reviews.model import RNNClassifier
 from tasks.reviews.params import TrainClassifier
+from tasks.reviews.review_stream import SplitReader, count_split
 from tasks.reviews.train import class_weights, train_classifier
 from tasks.serving.review_predictor import classify
 from tasks.text.vocab import Vocab, build_vocab
-from tests.helpers import make_reviews
+from tests.helpers import make_reviews, write_split_file
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -57,17 +58,14 @@ def test_encode_truncates_to_max_len_and_never_returns_empty():
     assert seqs == [[4] * 10, [1], [1]]
 
 
-def test_id_sequences_hold_the_batches_in_order_and_pad_like_lists():
-    parts = [[[4, 5, 6], [7]], [], [[8, 9], [1, 1, 1, 1]]]
-    seqs = IdSequences.concat([IdSequences.of(part) for part in parts])
-    flat = [s for part in parts for s in part]
-    assert len(seqs) == 4 and [s.tolist() for s in seqs] == flat and seqs[-1].tolist() == [1, 1, 1, 1]
-    assert [len(s) for s in seqs] == [3, 1, 2, 4] and seqs.ids.dtype == np.int32
+def test_id_sequences_index_the_flat_ids_and_pad_like_lists():
+    lists = [[4, 5, 6], [7], [8, 9], [1, 1, 1, 1]]
+    seqs = IdSequences(np.array([4, 5, 6, 7, 8, 9, 1, 1, 1, 1], dtype=np.int32), np.array([0, 3, 4, 6, 10]))
+    assert len(seqs) == 4 and [s.tolist() for s in seqs] == lists and seqs[-1].tolist() == [1, 1, 1, 1]
     with pytest.raises(IndexError):
         seqs[4]
-    for got, want in zip(pad_batch(seqs, [2, 0, 3]), pad_batch(flat, [2, 0, 3])):
+    for got, want in zip(pad_batch(seqs, [2, 0, 3]), pad_batch(lists, [2, 0, 3])):
         assert torch.equal(got, want)
-    assert len(IdSequences.concat([])) == 0 and len(IdSequences.of([])) == 0
 
 
 def test_bucket_batches_cover_every_index_once_with_similar_lengths():
@@ -86,14 +84,16 @@ def test_bucket_batches_cover_every_index_once_with_similar_lengths():
 def test_class_weights_only_when_imbalanced():
     balanced = np.array([0] * 50 + [1] * 45)
     skewed = np.array([0] * 90 + [1] * 10)
+    balanced, skewed = np.bincount(balanced), np.bincount(skewed)  # reviews per class
     assert class_weights(balanced, 2, "auto", 1.5) is None
     w = class_weights(skewed, 2, "auto", 1.5)
     assert w is not None and w[1] > w[0] and torch.allclose(w, torch.tensor([100 / 180, 100 / 20]))
     assert class_weights(skewed, 2, "none", 1.5) is None
     assert class_weights(balanced, 2, "balanced", 1.5) is not None
+    assert class_weights(np.array([90]), 2, "balanced", 1.5)[1] > 1  # a class with no train review
 
 
-def test_short_training_run_loss_falls():
+def test_short_training_run_loss_falls(tmp_path):
     torch.manual_seed(0)
     from tasks.text.segment import segment
 
@@ -101,7 +101,7 @@ def test_short_training_run_loss_falls():
     tokens = [segment(t) for t, _ in rows]
     y = np.array([label for _, label in rows])
     vocab, _ = build_vocab(tokens[:200], 1, 1000)
-    seqs = encode_texts(tokens, vocab, 20)
+    split = write_split_file(tmp_path / "split.parquet", tokens, y, ["train"] * 200 + ["val"] * 40, 64)
     cfg = section_from_yaml(
         TrainClassifier,
         "reviews.train",
@@ -117,14 +117,15 @@ def test_short_training_run_loss_falls():
     )
     model = RNNClassifier(len(vocab), 2, 16, 16, cell="gru", pooling="attention")
     history: list[dict] = []
-    weights = class_weights(y[:200], 2, "balanced", 1.5)
-    train_classifier(
-        model, seqs[:200], y[:200], seqs[200:], y[200:], cfg, torch.device("cpu"), weights, on_epoch_end=history.append
-    )
+    counts = count_split(split, 100)
+    weights = class_weights(counts.train_labels, 2, "balanced", 1.5)
+    reader = SplitReader(split, vocab, max_len=20, batch_rows=100)
+    train_classifier(model, reader, counts, cfg, torch.device("cpu"), weights, on_epoch_end=history.append)
     assert len(history) == 4 and [r["epoch"] for r in history] == [1, 2, 3, 4]
     assert history[-1]["train_loss"] < history[0]["train_loss"] * 0.7
     assert history[-1]["lr"] < cfg.lr  # the cosine schedule ran
-    probs = classify(model, seqs[200:], torch.device("cpu"))
+    held_out = encode_texts(tokens[200:], vocab, 20)
+    probs = classify(model, held_out, torch.device("cpu"))
     assert probs.shape == (40, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert (probs.argmax(1) == y[200:]).mean() >= 0.8  # the best (restored) weights classify held-out reviews
 
