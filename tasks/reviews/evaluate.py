@@ -8,22 +8,27 @@ scores per review-length slice; confusion-matrix and PR-curve plots; the most co
 import hashlib
 import logging
 import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow as pa
+import pyarrow.compute as pc
 from sklearn import metrics as skm
 
 from tasks.common.atomic import write_json, write_text
+from tasks.common.errors import PipelineError
 from tasks.common.plots import plot_history
 from tasks.common.tracking import log_evaluation
-from tasks.reviews.batching import encode_texts
 from tasks.reviews.calibration import expected_calibration_error, reliability_bins
 from tasks.reviews.comparison import length_edges, length_slices, mcnemar_test
 from tasks.reviews.plots import plot_confusion, plot_pr_curves, plot_reliability
+from tasks.reviews.review_stream import SplitReader
 from tasks.reviews.tfidf_baseline import fit_tfidf_baseline
 from tasks.reviews.train import class_weights
 from tasks.serving.review_predictor import ReviewModel, classify
+from tasks.split import read_batches
 from tasks.text.segment import segmenter
 from tasks.training.device import set_threads
 from tasks.training.run import stopped_by_of
@@ -50,19 +55,82 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, prefix: str) -
     return {k: float(v) for k, v in out.items()}
 
 
-def review_eval_set_hash(texts: list[str], labels: list[int]) -> str:
-    """Identifies the test split (texts and labels): macro-F1 is comparable only when it matches."""
-    digest = hashlib.sha256()
+def hash_eval_set(digest, texts: Iterable[str], labels: Iterable[int]) -> None:
+    """Add reviews to the hash that identifies the test split (texts and labels, in order):
+    macro-F1 is comparable only when it matches."""
     for text, label in zip(texts, labels):
         digest.update(f"{label}\x1f{text}\n".encode())
-    return digest.hexdigest()[:16]
 
 
-def confident_mistakes(texts: list[str], y_true: np.ndarray, probs: np.ndarray, classes: list, n: int) -> str:
-    """Markdown table of the test reviews the model got wrong with the highest confidence."""
+@dataclass
+class TestScores:
+    """The model on the test split, read a record batch at a time: what evaluate keeps of it."""
+
+    probs: np.ndarray  # (N, C) the model's class probabilities
+    labels: np.ndarray  # (N,)
+    lengths: np.ndarray  # (N,) characters of each review as written (the length slices)
+    eval_set_hash: str
+
+
+def split_rows(path, split: str, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The split file's rows of one split, `columns` only, a record batch at a time in file order."""
+    for batch in read_batches(path, [*columns, "split"], batch_rows):
+        yield batch.filter(pc.equal(batch.column("split"), split)).select(columns)
+
+
+def score_test_split(path, reviews: ReviewModel, batch_rows: int) -> TestScores:
+    """`classify` over the test reviews, batch by batch, with their labels, lengths and hash."""
+    reader = SplitReader(path, reviews.vocab, reviews.model.max_len, batch_rows)
+    digest, probs, labels, lengths = hashlib.sha256(), [], [], []
+    for batch in split_rows(path, "test", ["text", "tokens", "label"], batch_rows):
+        y = batch.column("label").to_numpy(zero_copy_only=False).astype(np.int64)
+        hash_eval_set(digest, batch.column("text").to_pylist(), y.tolist())
+        probs.append(classify(reviews.model, reader.encode(batch.column("tokens")), reviews.device))
+        labels.append(y)
+        lengths.append(pc.utf8_length(batch.column("text")).to_numpy(zero_copy_only=False))
+    if not labels:
+        raise PipelineError(f"{path}: no test reviews; rerun split with more reviews")
+    return TestScores(np.concatenate(probs), np.concatenate(labels), np.concatenate(lengths), digest.hexdigest()[:16])
+
+
+def text_lengths(path, split: str, batch_rows: int) -> np.ndarray:
+    """(N,) characters of each review of the split as written."""
+    parts = [
+        pc.utf8_length(b.column("text")).to_numpy(zero_copy_only=False)
+        for b in split_rows(path, split, ["text"], batch_rows)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+
+
+def split_labels(path, split: str, batch_rows: int) -> np.ndarray:
+    """(N,) labels of the split's reviews in file order."""
+    parts = [b.column("label").to_numpy(zero_copy_only=False) for b in split_rows(path, split, ["label"], batch_rows)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
+def texts_at(path, split: str, rows: np.ndarray, batch_rows: int) -> dict[int, str]:
+    """The texts of the split's reviews at positions `rows` (mistakes.md lists a few of them)."""
+    wanted, out, seen = set(rows.tolist()), {}, 0
+    for batch in split_rows(path, split, ["text"], batch_rows):
+        for i, text in enumerate(batch.column("text").to_pylist(), start=seen):
+            if i in wanted:
+                out[i] = text
+        seen += batch.num_rows
+    return out
+
+
+def confident_mistake_rows(y_true: np.ndarray, probs: np.ndarray, n: int) -> np.ndarray:
+    """The positions of the `n` test reviews the model got wrong with the highest confidence."""
     pred = probs.argmax(1)
     wrong = np.flatnonzero(pred != y_true)
-    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:n]
+    return wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:n]
+
+
+def confident_mistakes(texts: dict[int, str], y_true: np.ndarray, probs: np.ndarray, classes: list, n: int) -> str:
+    """Markdown table of the test reviews the model got wrong with the highest confidence; `texts`
+    holds at least those reviews' texts by position."""
+    pred = probs.argmax(1)
+    wrong = confident_mistake_rows(y_true, probs, n)
     lines = [
         f"# Most confident mistakes ({len(wrong)} of {int((pred != y_true).sum())} wrong, test split)\n",
         "| probability | predicted | true | review |",
@@ -74,48 +142,42 @@ def confident_mistakes(texts: list[str], y_true: np.ndarray, probs: np.ndarray, 
     return "\n".join(lines) + "\n"
 
 
-def reviews_by_split(path: str) -> tuple[dict, dict, dict]:
-    """The split table as tokens, labels and texts (as written) per split."""
-    table = pq.read_table(path, columns=["text", "tokens", "label", "split"]).to_pydict()
-    rows = {s: [i for i, x in enumerate(table["split"]) if x == s] for s in ("train", "val", "test")}
-    tokens = {s: [table["tokens"][i] for i in idx] for s, idx in rows.items()}
-    labels = {s: np.array([table["label"][i] for i in idx], dtype=np.int64) for s, idx in rows.items()}
-    return tokens, labels, {s: [table["text"][i] for i in idx] for s, idx in rows.items()}
-
-
-def baseline_tokens(tp, tokens: dict, texts: dict) -> dict:
-    """The baseline's tokens: jieba words, its strongest classic form, also when the model reads
-    characters (the split's tokens are reused when they are words already)."""
-    tk = tp.tokenize
+def baseline_documents(tp, split: str) -> Iterator[list[str]]:
+    """The baseline's documents of one split, streamed: jieba words, its strongest classic form, also
+    when the model reads characters (the split's tokens are reused when they are words already)."""
+    tk, path, rows = tp.tokenize, tp.split.output, tp.split.batch_rows
     if tk.level == "word":
-        return tokens
+        for batch in split_rows(path, split, ["tokens"], rows):
+            yield from batch.column("tokens").to_pylist()
+        return
     cut = segmenter("word", tk.hmm, tk.user_dict, tk.backend)
-    return {s: [[t for t in cut(text) if not t.isspace()] for text in texts[s]] for s in texts}
+    for batch in split_rows(path, split, ["text"], rows):
+        for text in batch.column("text").to_pylist():
+            yield [t for t in cut(text) if not t.isspace()]
 
 
-def baseline_probs(tp, tokens: dict, labels: dict, num_classes: int) -> tuple[np.ndarray, dict]:
+def baseline_probs(tp, labels: dict, num_classes: int) -> tuple[np.ndarray, dict]:
     """TF-IDF + logistic regression fitted on train (C chosen on val, classes weighted as the
-    model's loss was): its test probabilities (N, C) and the choice it made. `tokens`: jieba words."""
+    model's loss was): its test probabilities (N, C) and the choice it made. The documents are
+    streamed from the split file; what it holds is their sparse TF-IDF features."""
     cfg, train = tp.evaluate, tp.train
-    weighted = (
-        class_weights(
-            np.bincount(labels["train"], minlength=num_classes), num_classes, train.class_weights, train.imbalance_ratio
-        )
-        is not None
-    )
+    train_counts = np.bincount(labels["train"], minlength=num_classes)
+    weighted = class_weights(train_counts, num_classes, train.class_weights, train.imbalance_ratio) is not None
     baseline, chosen = fit_tfidf_baseline(
-        tokens["train"],
+        baseline_documents(tp, "train"),
         labels["train"],
         cfg.baseline_ngram_max,
         cfg.baseline_min_df,
         cfg.baseline_C,
         "balanced" if weighted else None,
         train.seed,
-        tokens["val"],
+        baseline_documents(tp, "val"),
         labels["val"],
     )
-    probs = np.zeros((len(tokens["test"]), num_classes), dtype=np.float32)  # as the model's (classify)
-    probs[:, baseline.classes_] = baseline.predict_proba(tokens["test"])  # a class absent from train stays 0
+    probs = np.zeros((len(labels["test"]), num_classes), dtype=np.float32)  # as the model's (classify)
+    probs[:, baseline.classes_] = baseline.predict_proba(
+        baseline_documents(tp, "test")
+    )  # a class absent from train stays 0
     return probs, chosen
 
 
@@ -131,18 +193,12 @@ def per_class(y_true: np.ndarray, probs: np.ndarray, classes: list) -> dict:
 
 
 def comparison_metrics(
-    y_true: np.ndarray,
-    probs: np.ndarray,
-    base_probs: np.ndarray,
-    classes: list,
-    chosen: dict,
-    ngram_max: int,
-    test_texts: list[str],
-    train_texts: list[str] | None = None,
+    test: TestScores, base_probs: np.ndarray, classes: list, chosen: dict, ngram_max: int, train_lengths: np.ndarray
 ) -> dict:
     """metrics.json: the model's and the baseline's scores on the same test rows, side by side;
-    McNemar's test between them; calibration; and (given the train texts, whose length terciles
-    define the slices) both models' scores by review length."""
+    McNemar's test between them; calibration; and (the train reviews' length terciles defining the
+    slices) both models' scores by review length."""
+    y_true, probs = test.labels, test.probs
     metrics = {
         **classification_metrics(y_true, probs, "test"),
         **classification_metrics(y_true, base_probs, "baseline"),
@@ -155,14 +211,13 @@ def comparison_metrics(
     metrics["mcnemar"] = mcnemar
     metrics["per_class"] = per_class(y_true, probs, classes)
     metrics["baseline_per_class"] = per_class(y_true, base_probs, classes)
-    if train_texts:
-        edges = length_edges(np.array([len(t) for t in train_texts]))
-        lengths = np.array([len(t) for t in test_texts])
-        metrics["length_slices"] = length_slices(lengths, edges, y_true, {"test": pred, "baseline": base_pred})
+    if len(train_lengths):
+        edges = length_edges(train_lengths)
+        metrics["length_slices"] = length_slices(test.lengths, edges, y_true, {"test": pred, "baseline": base_pred})
     everyone = range(len(classes))
     metrics.update(
         {
-            "test_reviews": len(test_texts),
+            "test_reviews": len(y_true),
             "classes": [str(c) for c in classes],
             "confusion_matrix": skm.confusion_matrix(y_true, probs.argmax(1), labels=everyone).tolist(),
             "baseline_confusion_matrix": skm.confusion_matrix(y_true, base_probs.argmax(1), labels=everyone).tolist(),
@@ -173,7 +228,7 @@ def comparison_metrics(
                 metrics["test_accuracy"] >= metrics["baseline_accuracy"]
                 and metrics["test_macro_f1"] >= metrics["baseline_macro_f1"]
             ),
-            "eval_set_hash": review_eval_set_hash(test_texts, y_true.tolist()),
+            "eval_set_hash": test.eval_set_hash,
         }
     )
     return metrics
@@ -195,14 +250,13 @@ def evaluate(params, tp, task: str) -> dict:
     cfg = tp.evaluate
     set_threads(tp.train.num_threads)
     reviews = ReviewModel(Path(tp.train.output_dir) / "model.pt")
-    tokens, labels, texts = reviews_by_split(tp.split.output)
-    test_texts, y_test, names = texts["test"], labels["test"], [str(c) for c in reviews.classes]
-    test_ids = encode_texts(tokens["test"], reviews.vocab, reviews.model.max_len)
-    probs = classify(reviews.model, test_ids, reviews.device)  # (N, C)
-    base_probs, chosen = baseline_probs(tp, baseline_tokens(tp, tokens, texts), labels, len(names))
-    metrics = comparison_metrics(
-        y_test, probs, base_probs, reviews.classes, chosen, cfg.baseline_ngram_max, test_texts, texts["train"]
-    )
+    path, rows, names = tp.split.output, tp.split.batch_rows, [str(c) for c in reviews.classes]
+    test = score_test_split(path, reviews, rows)
+    y_test, probs = test.labels, test.probs  # (N,), (N, C)
+    labels = {"train": split_labels(path, "train", rows), "val": split_labels(path, "val", rows), "test": y_test}
+    base_probs, chosen = baseline_probs(tp, labels, len(names))
+    train_lengths = text_lengths(path, "train", rows)
+    metrics = comparison_metrics(test, base_probs, reviews.classes, chosen, cfg.baseline_ngram_max, train_lengths)
     lm_history = reviews.language_model_history
     if lm_history:  # init: pretrained: the review language model's own quality, before the classifier
         metrics["lm_val_ppl"] = min(math.exp(r["val_loss"]) for r in lm_history)
@@ -218,7 +272,8 @@ def evaluate(params, tp, task: str) -> dict:
     bins = {"model": reliability_bins(y_test, probs), "tf-idf": reliability_bins(y_test, base_probs)}
     write_json([{"model": m, **b} for m, rows in bins.items() for b in rows], out / "reliability.json")  # DVC plot
     plot_reliability(bins, {"model": metrics["test_ece"], "tf-idf": metrics["baseline_ece"]}, out / "reliability.png")
-    write_text(confident_mistakes(test_texts, y_test, probs, names, cfg.mistakes), out / "mistakes.md")
+    mistaken = texts_at(path, "test", confident_mistake_rows(y_test, probs, cfg.mistakes), rows)
+    write_text(confident_mistakes(mistaken, y_test, probs, names, cfg.mistakes), out / "mistakes.md")
     plot_history(tp.train.history, out / "learning_curves.png", ("train_loss", "val_loss"), "loss", "linear")
     log_evaluation(params, task, tp, metrics, out, REPORT_FILES)
     log.info(
@@ -228,7 +283,7 @@ def evaluate(params, tp, task: str) -> dict:
         metrics["test_macro_f1"],
         metrics["baseline_accuracy"],
         metrics["baseline_macro_f1"],
-        len(test_texts),
+        len(y_test),
         metrics["mcnemar_p_value"],
         metrics["test_ece"],
         metrics["baseline_ece"],

@@ -73,7 +73,7 @@ class SplitReader:
         lengths = pc.list_value_length(tokens).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
         flat = pc.index_in(tokens.flatten(), value_set=self.values).fill_null(self.unk)
         flat = flat.to_numpy(zero_copy_only=False).astype(np.int32)  # (tokens,) every review's ids, whole
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        starts = np.concatenate([[0], np.cumsum(lengths)])[:-1]
         within = np.arange(len(flat)) - np.repeat(starts, lengths)  # each token's position in its review
         kept = np.minimum(lengths, self.max_len)
         keep = within < np.repeat(kept, lengths)

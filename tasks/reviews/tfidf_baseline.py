@@ -4,6 +4,8 @@ logistic regression, fitted on the same train split and scored on the same test 
 Its one knob, the inverse regularisation strength C, is chosen on the validation split (the split
 the RNN uses for early stopping), so neither model's settings are picked on the test split."""
 
+from collections.abc import Iterable
+
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -16,17 +18,18 @@ def _identity(tokens: list[str]) -> list[str]:
 
 
 def fit_tfidf_baseline(
-    train_tokens: list[list[str]],
+    train_tokens: Iterable[list[str]],
     train_y: np.ndarray,
     ngram_max: int = 2,
     min_df: int = 2,
     C: float | list[float] = 4.0,
     class_weight: str | None = None,
     seed: int = 13,
-    val_tokens: list[list[str]] | None = None,
+    val_tokens: Iterable[list[str]] | None = None,
     val_y: np.ndarray | None = None,
 ) -> tuple[Pipeline, dict]:
-    """Fit TF-IDF (sublinear tf) + L2 logistic regression on token lists. With several values of
+    """Fit TF-IDF (sublinear tf) + L2 logistic regression on token lists (any iterable, read once: a
+    stream of the split does, only the sparse features are held). With several values of
     `C`, one regression per value is fitted on the train split's features and the one with the best
     validation macro-F1 is kept (ties: the smaller C, the stronger regularisation).
     Returns the fitted pipeline and {"C": chosen, "val_macro_f1_by_C": {C: score}} (empty scores for one C)."""
@@ -36,7 +39,7 @@ def fit_tfidf_baseline(
         lowercase=False,
         token_pattern=None,
         ngram_range=(1, ngram_max),
-        min_df=min(min_df, len(train_tokens)),
+        min_df=min(min_df, len(train_y)),
         sublinear_tf=True,
     )
     x_train = vectorizer.fit_transform(train_tokens)

@@ -91,6 +91,25 @@ def test_stage_outputs(trained):
         assert mv.tags[tag]
 
 
+def test_evaluate_in_small_record_batches_equals_one_read(trained, tmp_path):
+    from tasks.reviews.evaluate import evaluate
+
+    params, _, _ = trained
+    rp = params.reviews
+    out = tmp_path / "reports"
+    small = rp.model_copy(
+        update={
+            "split": rp.split.model_copy(update={"batch_rows": 7}),
+            "evaluate": rp.evaluate.model_copy(update={"output_dir": str(out), "metrics": str(out / "metrics.json")}),
+        }
+    )
+    evaluate(params, small, "reviews")
+    whole, batched = (json.loads(Path(p).read_text()) for p in (rp.evaluate.metrics, out / "metrics.json"))
+    assert batched == whole and whole["test_reviews"] > 7
+    mistakes = "mistakes.md"
+    assert (out / mistakes).read_text() == (Path(rp.evaluate.output_dir) / mistakes).read_text()
+
+
 def test_the_registered_version_is_described_by_its_model_card(trained, tmp_path):
     import mlflow
 

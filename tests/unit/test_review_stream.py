@@ -5,6 +5,7 @@ shares, and a run killed mid-epoch resuming to the weights of an unbroken one.""
 import random
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
@@ -49,6 +50,7 @@ def test_arrow_encoding_equals_the_in_memory_encoding(tmp_path):
     write_split_file(path, tokens, [0] * len(tokens), ["train"] * len(tokens), 64)
     got = [s.tolist() for seqs, _ in reader.batches("train") for s in seqs]
     assert got == encode_texts(tokens, vocab, 5) and got[3] == [vocab.stoi["<unk>"]]
+    assert len(reader.encode(pa.array([], pa.list_(pa.string())))) == 0  # a batch with no review of a split
 
 
 def test_counts_give_sizes_class_counts_and_names(tmp_path):
