@@ -24,8 +24,8 @@ from prefect.settings import get_current_settings
 from prefect.transactions import get_transaction
 
 from flows.fingerprint import fingerprint, outputs_state, stage_spec
-from flows.scaleout import tokenize_stage
-from tasks import clean, evaluate, ingest, preflight, register, split, vocab
+from flows.scaleout import clean_stage, split_stage, tokenize_stage, vocab_stage
+from tasks import evaluate, ingest, preflight, register
 from tasks.catalog import task_package
 from tasks.common.atomic import write_json
 from tasks.common.errors import PipelineError
@@ -173,10 +173,10 @@ def stage_task(name: str, stage_run, **options) -> prefect.Task:
 # Retries only where a retry can help: a re-run of train resumes from its epoch checkpoint, and
 # register may meet a busy SQLite store ("database is locked") when runs overlap.
 ingest_task = stage_task("ingest", ingest.run)
-clean_task = stage_task("clean", clean.run)
+clean_task = stage_task("clean", clean_stage)  # reviews: the rules sharded on Dask
 tokenize_task = stage_task("tokenize", tokenize_stage)  # in the flow process, or sharded on Dask
-split_task = stage_task("split", split.run)
-vocab_task = stage_task("vocab", vocab.run)
+split_task = stage_task("split", split_stage)  # the hashing sharded on Dask
+vocab_task = stage_task("vocab", vocab_stage)  # the counting sharded on Dask
 pretrain_task = stage_task("pretrain", pretrain_run, retries=1)  # a retry resumes from its epoch checkpoint
 train_task = stage_task("train", train_run, retries=1)
 evaluate_task = stage_task("evaluate", evaluate.run, retries=1, retry_delay_seconds=5)

@@ -8,10 +8,11 @@ a block of lines) keyed with the seed (`stable_hashes`), never by row order or a
 split does not depend on where a row sits in the file, how it is batched or how many workers read it.
 
 The file is streamed in two passes of `batch_rows` rows: the first reads only the columns the
-task's plan needs (`PLAN_COLUMNS`) and fixes where each row goes (`plan_split`: every error on the
-input is raised here, before anything is written); the second reads every column and writes each
-batch with its split (`apply_split`). The task's `check_split` then checks the result (no text in
-two splits) before the output appears.
+task's plan needs (`PLAN_COLUMNS`), hashes each batch (`hash_batch`: the costly part, which the
+flows on Dask run per shard on the cluster) and fixes where each row goes (`plan_from_parts`: every
+error on the input is raised here, before anything is written); the second reads every column and
+writes each batch with its split (`apply_split`). The task's `check_split` then checks the result
+(no text in two splits) before the output appears.
 
     python -m tasks.split [--task lyrics|reviews] [--params params.yaml] [--set lyrics.split.seed=7]
 """
@@ -84,12 +85,29 @@ def read_batches(path: str | Path, columns: list[str] | None, batch_rows: int) -
             window, rows = [], 0
 
 
-def split_file(task: str, cfg, source: str | Path, output: str | Path, batch_rows: int = DEFAULT_BATCH_ROWS) -> dict:
+def first_pass(task: str, cfg, source: str | Path, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[dict]:
+    """The task's `hash_batch` of each batch of `source` (only its `PLAN_COLUMNS`), in file order."""
+    impl = stage_module(task, "split")
+    return (impl.hash_batch(batch, cfg) for batch in read_batches(source, impl.PLAN_COLUMNS, batch_rows))
+
+
+def split_file(
+    task: str,
+    cfg,
+    source: str | Path,
+    output: str | Path,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    hashed: Iterable | None = None,
+) -> dict:
     """Split the tokens file `source` into `output`, streaming (see the module docstring); returns
-    the rows per split and what the task's `check_split` reports (reviews: class shares)."""
+    the rows per split and what the task's `check_split` reports (reviews: class shares). `hashed`:
+    the first pass's `hash_batch` results in file order when computed elsewhere (the flows' Dask
+    shards); by default this process reads them (`first_pass`)."""
     impl = stage_module(task, "split")
     schema = pq.ParquetFile(source).schema_arrow
-    plan = impl.plan_split(read_batches(source, impl.PLAN_COLUMNS, batch_rows), cfg, str(source), schema)
+    if hashed is None:
+        hashed = first_pass(task, cfg, source, batch_rows)
+    plan = impl.plan_from_parts(hashed, cfg, str(source), schema)
     codes, start = [], 0
     with parquet_writer(output, schema.append(pa.field("split", pa.string()))) as writer:
         for batch in read_batches(source, None, batch_rows):
@@ -102,10 +120,11 @@ def split_file(task: str, cfg, source: str | Path, output: str | Path, batch_row
     return {"rows": split_counts(written), **report}
 
 
-def run(params, task: str = "lyrics") -> dict:
+def run(params, task: str = "lyrics", hashed: Iterable | None = None) -> dict:
+    """The stage; `hashed` as in `split_file` (the flows on Dask hash the shards on the cluster)."""
     cfg = task_section(params, task).split
     batch_rows = cfg.batch_rows
-    summary = split_file(task, cfg, cfg.input, cfg.output, batch_rows)
+    summary = split_file(task, cfg, cfg.input, cfg.output, batch_rows, hashed)
     log.info("split: %s rows -> %s", summary["rows"], cfg.output)
     for name, shares in summary.get("class_shares", {}).items():
         log.info("split: %s class shares %s", name, ", ".join(f"{c} {s:.3f}" for c, s in shares.items()))

@@ -9,6 +9,7 @@ python -m tasks.vocab [--task lyrics|reviews] [--params params.yaml] [--set lyri
 """
 
 import logging
+from collections import Counter
 
 from tasks.common.atomic import write_json
 from tasks.common.cli import stage_main
@@ -24,10 +25,18 @@ from tasks.text.vocab import (
 log = logging.getLogger(__name__)
 
 
-def run(params, task: str = "lyrics") -> dict:
+def batch_rows(cfg) -> int:
+    """Rows per record batch read from the split file (`<task>.vocab.batch_rows`, if the task has it)."""
+    return getattr(cfg, "batch_rows", BATCH_ROWS)
+
+
+def run(params, task: str = "lyrics", splits: dict[str, Counter] | None = None) -> dict:
+    """The stage. `splits`: the split file's token counts per split when counted elsewhere (the
+    flows on Dask add them up from shards); by default this process streams them from the file."""
     tp = task_section(params, task)
     cfg = tp.vocab
-    splits = token_counts_by_split(cfg.input, getattr(cfg, "batch_rows", BATCH_ROWS))
+    if splits is None:
+        splits = token_counts_by_split(cfg.input, batch_rows(cfg))
     counts = splits["train"]
     base_model = base_model_of(tp)  # a task that fine-tunes a pretrained base
     if base_model:

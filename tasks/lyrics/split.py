@@ -106,18 +106,32 @@ def line_hashes(tokens) -> np.ndarray:
     return stable_hashes(("\x1f".join(line) for line in tokens.to_pylist()), 0)
 
 
-def plan_split(batches, cfg, source_name: str = "", schema: pa.Schema | None = None) -> dict:
-    """First pass: each line's split and whether it is kept (see `unseen_in_train`); raises the
-    one-line errors naming the corpus (too small to split, no val/test lines left)."""
+def hash_batch(batch, cfg) -> dict:
+    """The first pass on one batch of `PLAN_COLUMNS`: its lines' source files and tokens hashes
+    (`cfg` unused: the signature every task's split shares). A function of the batch alone, so the
+    flows on Dask run it per shard and gather the results in file order for `plan_from_parts`."""
+    return {"sources": batch.column("source").to_pylist(), "hashes": line_hashes(batch.column("tokens"))}
+
+
+def plan_from_parts(parts, cfg, source_name: str = "", schema: pa.Schema | None = None) -> dict:
+    """Each line's split and whether it is kept (see `unseen_in_train`), from every batch's
+    `hash_batch` in file order; raises the one-line errors naming the corpus (too small to split, no
+    val/test lines left)."""
     corpus = corpus_name(schema or pa.schema([]), source_name)
     sources, hashes = [], []
-    for batch in batches:
-        sources += batch.column("source").to_pylist()
-        hashes.append(line_hashes(batch.column("tokens")))
+    for part in parts:
+        sources += part["sources"]
+        hashes.append(part["hashes"])
     labels = split_labels(sources, cfg, corpus)
     keep = unseen_in_train(np.concatenate(hashes), labels)
     check_eval_lines_left(labels[keep].tolist(), corpus)
     return {"codes": split_codes(pa.array(labels)), "keep": keep}
+
+
+def plan_split(batches, cfg, source_name: str = "", schema: pa.Schema | None = None) -> dict:
+    """First pass: each batch's sources and line hashes (`hash_batch`), then each line's split
+    (`plan_from_parts`)."""
+    return plan_from_parts((hash_batch(batch, cfg) for batch in batches), cfg, source_name, schema)
 
 
 def apply_split(batch, plan: dict, start: int):

@@ -5,12 +5,15 @@ each counted in the report, so no identical text can reach two splits or teach t
 The stage streams (`clean_file`): the rules run per record batch of `reviews.clean.batch_rows`
 rows, the cleaned rows go to a temporary Parquet beside the output, and duplicates and conflicts
 are decided on a 64-bit hash of each cleaned text held in numpy arrays, never on the texts
-themselves; a second pass over the temporary file writes the rows kept. `clean_reviews` does the
-same in memory, for a table already loaded (the pre-flight check)."""
+themselves; a second pass over the temporary file writes the rows kept. The flows on Dask run the
+rules per shard of rows on the cluster (`clean_batch`) and the rest in the flow process
+(`clean_file` with `cleaned`). `clean_reviews` does the same in memory, for a table already loaded
+(the pre-flight check)."""
 
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +153,11 @@ def keep_mask(hashes: np.ndarray, labels: np.ndarray, drop_conflicts: bool, drop
     return mask, int(conflicted.sum()), conflict_texts, int(duplicate.sum())
 
 
+def batch_rows_of(cfg) -> int:
+    """Rows per record batch (`reviews.clean.batch_rows`, if set)."""
+    return getattr(cfg, "batch_rows", BATCH_ROWS)
+
+
 def release_unused() -> None:
     """Hand Arrow's freed pages back to the system after a batch: its default allocator (mimalloc)
     keeps them otherwise, and memory would grow with the number of batches read, not their size."""
@@ -163,11 +171,45 @@ def open_input(path: str | Path) -> pq.ParquetFile:
     return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
 
 
-def clean_pass(pf: pq.ParquetFile, cfg, scratch: Path, batch_rows: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    """The first pass: every batch through the rules; the rows long enough, with their cleaned
-    text, to `scratch`, and their text hash and label to numpy arrays. Returns (the rules' counts,
-    hashes, labels)."""
+def clean_batch(batch: pa.RecordBatch, cfg, rules) -> dict:
+    """The first pass on one record batch of the ingested table: its texts through the rules, and
+    the rows long enough (`rows`, with their cleaned text), their text hashes and labels, and the
+    rules' counts. A function of the batch alone, so the flows on Dask run it per shard of rows;
+    duplicates and conflicts, which need every row, are decided afterwards on the hashes."""
+    texts, counts, empty = apply_rules(batch.column("text").to_pylist(), rules)
+    short = sum(1 for t in texts if t and len(t) < cfg.min_chars)
+    kept = [i for i, t in enumerate(texts) if len(t) >= cfg.min_chars]
+    texts = [texts[i] for i in kept]
+    text_at = batch.schema.get_field_index("text")
+    rows = batch.take(pa.array(kept, pa.int64())).set_column(text_at, "text", pa.array(texts, pa.string()))
+    return {
+        "rows": rows,
+        "hashes": text_hashes(texts),
+        "labels": rows.column("label").to_numpy(),
+        "counts": counts,
+        "empty": empty,
+        "short": short,
+        "rows_in": batch.num_rows,
+    }
+
+
+def clean_batches(batches: Iterable[pa.RecordBatch], cfg) -> Iterator[dict]:
+    """`clean_batch` of each batch, with the rules `cfg` switches on."""
     rules = review_rules(cfg)
+    return (clean_batch(batch, cfg, rules) for batch in batches)
+
+
+def clean_pass(
+    pf: pq.ParquetFile, cfg, scratch: Path, batch_rows: int, cleaned: Iterable[dict] | None = None
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The first pass: every batch through the rules (`clean_batch`); the rows long enough, with
+    their cleaned text, to `scratch`, and their text hash and label to numpy arrays. Returns (the
+    rules' counts, hashes, labels). `cleaned`: the `clean_batch` results of every row in file order
+    when computed elsewhere (the flows' Dask shards), batched any way: `write_kept` rereads
+    `scratch` in batches of `batch_rows` whatever its row groups, so the output is the same."""
+    rules = review_rules(cfg)
+    if cleaned is None:
+        cleaned = clean_batches(pf.iter_batches(batch_size=batch_rows), cfg)
     text_at = pf.schema_arrow.get_field_index("text")
     schema = pf.schema_arrow.set(text_at, pa.field("text", pa.string()))
     total = pf.metadata.num_rows
@@ -178,20 +220,17 @@ def clean_pass(pf: pq.ParquetFile, cfg, scratch: Path, batch_rows: int) -> tuple
         pq.ParquetWriter(scratch, schema, compression="zstd") as writer,
         Tracker(total, "clean", "reviews", log) as done,
     ):
-        for batch in pf.iter_batches(batch_size=batch_rows):
-            texts, batch_counts, batch_empty = apply_rules(batch.column("text").to_pylist(), rules)
-            for name, c in batch_counts.items():
+        for part in cleaned:
+            for name, c in part["counts"].items():
                 counts[name].update(c)
-            empty += batch_empty
-            short += sum(1 for t in texts if t and len(t) < cfg.min_chars)
-            rows = [i for i, t in enumerate(texts) if len(t) >= cfg.min_chars]
-            texts = [texts[i] for i in rows]
-            out = batch.take(pa.array(rows, pa.int64())).set_column(text_at, "text", pa.array(texts, pa.string()))
-            writer.write_batch(out)
-            hashes[kept : kept + len(rows)] = text_hashes(texts)
-            labels[kept : kept + len(rows)] = out.column("label").to_numpy()
-            kept += len(rows)
-            done.update(batch.num_rows)
+            empty += part["empty"]
+            short += part["short"]
+            writer.write_batch(part["rows"])
+            n = part["rows"].num_rows
+            hashes[kept : kept + n] = part["hashes"]
+            labels[kept : kept + n] = part["labels"]
+            kept += n
+            done.update(part["rows_in"])
             release_unused()
     return {"counts": counts, "empty": empty, "short": short}, hashes[:kept], labels[:kept]
 
@@ -211,13 +250,13 @@ def write_kept(scratch: Path, mask: np.ndarray, output: str | Path, batch_rows: 
     return classes
 
 
-def clean_file(cfg, batch_rows: int | None = None) -> dict:
+def clean_file(cfg, batch_rows: int | None = None, cleaned: Iterable[dict] | None = None) -> dict:
     """`cfg.input` → `cfg.output`, streamed; returns the report (the same rows, order and counts
-    as `clean_reviews` on the whole table)."""
-    batch_rows = batch_rows or getattr(cfg, "batch_rows", BATCH_ROWS)
+    as `clean_reviews` on the whole table). `cleaned`: as in `clean_pass`."""
+    batch_rows = batch_rows or batch_rows_of(cfg)
     pf = open_input(cfg.input)
     with temp_path_beside(cfg.output, suffix=".cleaned.tmp") as scratch:  # removed however the stage ends
-        first, hashes, labels = clean_pass(pf, cfg, scratch, batch_rows)
+        first, hashes, labels = clean_pass(pf, cfg, scratch, batch_rows, cleaned)
         mask, conflict_rows, conflict_texts, duplicates = keep_mask(
             hashes, labels, cfg.drop_conflicts, cfg.drop_duplicates
         )

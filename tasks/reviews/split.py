@@ -9,9 +9,9 @@ by construction; and the assignment does not depend on row order, batch size or 
 
 Only the hash and label columns are held (16 bytes a row), never the texts: the first pass hashes
 batch by batch and computes the cut points (`plan_split`), the second assigns each batch by
-comparing its hashes with its class's cuts (`apply_split`). A distributed run does the same: each
-worker hashes its shard, the (hash, label) columns are gathered to compute the cuts, the cuts are
-broadcast, and each worker assigns its own rows.
+comparing its hashes with its class's cuts (`apply_split`). The flows on Dask hash in parallel:
+each worker hashes its shard of rows (`hash_batch`), the (hash, label) columns are gathered in file
+order to compute the cuts (`plan_from_parts`), and the second pass runs as locally.
 
 A text that occurs with two labels (clean's drop_conflicts off) belongs to the class of its smallest
 label: counted there and cut with that class's cuts, so all its copies land in one split.
@@ -109,16 +109,26 @@ def class_names(labels: np.ndarray, label_names, names: dict) -> None:
             names[value] = label_names[i].as_py()
 
 
-def plan_split(batches, cfg, source_name: str = "", schema: pa.Schema | None = None) -> dict:
-    """First pass: hash each batch's texts, then the cut points per class. The plan holds the hash
-    and label columns (for the second pass and the leakage check) and the cuts; raises the one-line
-    errors (one class left, a class with fewer than 3 distinct texts)."""
+def hash_batch(batch, cfg) -> dict:
+    """The first pass on one batch of `PLAN_COLUMNS`: its text hashes, labels and label names. The
+    costly part of the pass (hashing every text), and a function of the batch alone, so the flows on
+    Dask run it per shard and gather the results in file order for `plan_from_parts`."""
+    labels = batch.column("label").to_numpy(zero_copy_only=False).astype(np.int64)
+    names = {}
+    class_names(labels, batch.column("label_name"), names)
+    return {"hashes": text_hashes(batch.column("text"), cfg.seed), "labels": labels, "names": names}
+
+
+def plan_from_parts(parts, cfg, source_name: str = "", schema: pa.Schema | None = None) -> dict:
+    """The cut points per class from every batch's `hash_batch`, in file order. The plan holds the
+    hash and label columns (for the second pass and the leakage check) and the cuts; raises the
+    one-line errors (one class left, a class with fewer than 3 distinct texts)."""
     hashes, labels, names = [], [], {}
-    for batch in batches:
-        batch_labels = batch.column("label").to_numpy(zero_copy_only=False).astype(np.int64)
-        hashes.append(text_hashes(batch.column("text"), cfg.seed))
-        labels.append(batch_labels)
-        class_names(batch_labels, batch.column("label_name"), names)
+    for part in parts:
+        hashes.append(part["hashes"])
+        labels.append(part["labels"])
+        for value, name in part["names"].items():
+            names.setdefault(value, name)
     if len(names) < 2:
         raise PipelineError(
             f"{source_name}: only class {next(iter(names.values()), None)!r} is left after cleaning; "
@@ -139,6 +149,12 @@ def plan_split(batches, cfg, source_name: str = "", schema: pa.Schema | None = N
         "conflict_hashes": conflict_hashes,
         "conflict_owners": conflict_owners,
     }
+
+
+def plan_split(batches, cfg, source_name: str = "", schema: pa.Schema | None = None) -> dict:
+    """First pass: hash each batch's texts (`hash_batch`), then the cut points per class
+    (`plan_from_parts`)."""
+    return plan_from_parts((hash_batch(batch, cfg) for batch in batches), cfg, source_name, schema)
 
 
 def apply_split(batch, plan: dict, start: int):

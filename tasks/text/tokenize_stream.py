@@ -1,7 +1,8 @@
 """The tokenize stage's streaming: Parquet read and written in batches of `tokenize.batch_rows`
 rows, segmented in `tokenize.workers` processes, so memory stays flat however large the corpus is;
 the output is the same table whatever the number of workers. The Prefect flows on Dask run
-`tokenize_shard` per row range of `plan_shards` and merge with `write_tables`."""
+`tokenize_shard` per row range of `plan_shards` and merge with `write_tables`; their other stages
+on Dask shard with `row_ranges` and `read_rows` too."""
 
 import contextlib
 import logging
@@ -99,16 +100,26 @@ def tokenize_file(cfg: Tokenize, keep_text: bool = False) -> dict:
     return write_batches(tokenized_batches(pf, cfg, keep_text), schema, cfg.output, rows)
 
 
-def plan_shards(cfg: Tokenize, shard_rows: int) -> list[tuple[int, int]]:
-    """Row ranges [start, stop) covering the input in order. Shards are whole batches, so the merged
-    file has the same row groups as a local run."""
-    rows = open_input(cfg.input).metadata.num_rows
-    step = max(1, -(-shard_rows // cfg.batch_rows)) * cfg.batch_rows
+def row_ranges(rows: int, shard_rows: int, batch_rows: int) -> list[tuple[int, int]]:
+    """Row ranges [start, stop) covering `rows` rows once, in order: about `shard_rows` each, rounded
+    up to whole batches of `batch_rows`. The shard plan of every stage the flows fan out on Dask."""
+    step = max(1, -(-shard_rows // batch_rows)) * batch_rows
     return [(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
-def read_rows(pf: pq.ParquetFile, start: int, stop: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Rows [start, stop) in batches, reading only the row groups that hold them."""
+def plan_shards(cfg: Tokenize, shard_rows: int) -> list[tuple[int, int]]:
+    """The tokenize input's row ranges. Shards are whole batches, so the merged file has the same
+    row groups as a local run."""
+    return row_ranges(open_input(cfg.input).metadata.num_rows, shard_rows, cfg.batch_rows)
+
+
+def read_rows(
+    pf: pq.ParquetFile, start: int, stop: int, batch_rows: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Rows [start, stop) in batches of `batch_rows` counted from `start`, only `columns` (all when
+    None), reading only the row groups that hold them. A shard that starts on a whole batch so gets
+    the batches a read of the whole file has, whatever the file's row groups (a cleaned file's vary
+    in size): the merged output then has a local run's row groups."""
     groups, first, offset = [], 0, 0
     for i in range(pf.num_row_groups):
         n = pf.metadata.row_group(i).num_rows
@@ -116,14 +127,39 @@ def read_rows(pf: pq.ParquetFile, start: int, stop: int, batch_rows: int) -> Ite
             first = first if groups else offset
             groups.append(i)
         offset += n
-    position = first
-    for batch in pf.iter_batches(batch_size=batch_rows, row_groups=groups):
+    batches = pf.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns)
+    return rebatched(rows_between(batches, start - first, stop - first), batch_rows)
+
+
+def rows_between(batches: Iterable[pa.RecordBatch], start: int, stop: int) -> Iterator[pa.RecordBatch]:
+    """The rows [start, stop) of the stream `batches`, sliced out of the batches that hold them."""
+    position = 0
+    for batch in batches:
         lo, hi = max(start - position, 0), min(stop - position, batch.num_rows)
         if lo < hi:
             yield batch.slice(lo, hi - lo)
         position += batch.num_rows
         if position >= stop:
             return
+
+
+def rebatched(batches: Iterable[pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The rows of `batches` in batches of exactly `batch_rows` rows (the last one fewer)."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if not pending and batch.num_rows == batch_rows:  # already whole: no copy
+            yield batch
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        while rows >= batch_rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, batch_rows).combine_chunks().to_batches()[0]
+            pending = table.slice(batch_rows).to_batches() if rows > batch_rows else []
+            rows -= batch_rows
+    if rows:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 def tokenize_shard(cfg: Tokenize, start: int, stop: int, keep_text: bool = False) -> pa.Table:

@@ -2,11 +2,13 @@
 
 Built from token lists in memory (`build_vocab`, `extend_vocab`, `oov_rate`) or from token counts
 (`vocab_from_counts`, `extend_from_counts`, `oov_rate_of_counts`), which the vocab stage streams
-from the split file (`token_counts_by_split`): the same vocabulary either way."""
+from the split file (`token_counts_by_split`), or adds up from shards of it (`sum_counts` of
+`count_tokens`, the flows on Dask): the same vocabulary every way."""
 
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pyarrow.parquet as pq
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = [PAD, UNK, BOS, EOS]  # ids 0..3, fixed: checkpoints and padding code rely on them
 SPLITS = ("train", "val", "test")
+COUNT_COLUMNS = ["tokens", "split"]  # what counting reads of a split file
 # Rows per record batch when params set no `<task>.vocab.batch_rows`: about one small corpus, so
 # memory stays where a small corpus puts it however many batches a large one has.
 BATCH_ROWS = 16384
@@ -101,14 +104,11 @@ def tokens_by_split(path: str | Path) -> dict[str, list[list[str]]]:
     return out
 
 
-def token_counts_by_split(path: str | Path, batch_rows: int = BATCH_ROWS) -> dict[str, Counter]:
-    """Token counts per split (train, val, test) of a split file, read in record batches of its
-    `tokens` and `split` columns and counted in Arrow: memory grows with the distinct tokens, not
-    with the corpus, unlike `tokens_by_split`."""
-    # A 1 MiB read buffer decodes page by page; unbuffered reads load whole column chunks.
-    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+def count_tokens(batches: Iterable[pa.RecordBatch]) -> dict[str, Counter]:
+    """Token counts per split (train, val, test) of record batches of a split file's `tokens` and
+    `split` columns, counted in Arrow: memory grows with the distinct tokens, not with the rows."""
     counts = {name: Counter() for name in SPLITS}
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=["tokens", "split"]):
+    for batch in batches:
         for name in pc.unique(batch.column("split")).to_pylist():
             rows = pc.filter(batch.column("tokens"), pc.equal(batch.column("split"), name))
             tally = pc.value_counts(pc.list_flatten(rows))  # struct<values, counts>, one per distinct token
@@ -118,3 +118,21 @@ def token_counts_by_split(path: str | Path, batch_rows: int = BATCH_ROWS) -> dic
         # Arrow's allocator (mimalloc) keeps freed pages otherwise: memory would grow with the batches.
         pa.default_memory_pool().release_unused()
     return counts
+
+
+def token_counts_by_split(path: str | Path, batch_rows: int = BATCH_ROWS) -> dict[str, Counter]:
+    """`count_tokens` of a whole split file, read in record batches of `batch_rows` rows (unlike
+    `tokens_by_split`, which holds every token list)."""
+    # A 1 MiB read buffer decodes page by page; unbuffered reads load whole column chunks.
+    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    return count_tokens(pf.iter_batches(batch_size=batch_rows, columns=COUNT_COLUMNS))
+
+
+def sum_counts(parts: Iterable[dict[str, Counter]]) -> dict[str, Counter]:
+    """The token counts per split of several parts of a file (the flows' Dask shards) added up: the
+    counts `token_counts_by_split` gives for the whole file."""
+    total = {name: Counter() for name in SPLITS}
+    for part in parts:
+        for name, counts in part.items():
+            total.setdefault(name, Counter()).update(counts)
+    return total
