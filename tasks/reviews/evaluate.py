@@ -6,6 +6,7 @@ scores per review-length slice; confusion-matrix and PR-curve plots; the most co
 (mistakes.md); metrics.json."""
 
 import hashlib
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator
@@ -73,9 +74,12 @@ class TestScores:
 
 
 def split_rows(path, split: str, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The split file's rows of one split, `columns` only, a record batch at a time in file order."""
+    """The split file's rows of one split, `columns` only, a record batch at a time in file order
+    (a batch with none of them is left out)."""
     for batch in read_batches(path, [*columns, "split"], batch_rows):
-        yield batch.filter(pc.equal(batch.column("split"), split)).select(columns)
+        batch = batch.filter(pc.equal(batch.column("split"), split)).select(columns)
+        if batch.num_rows:
+            yield batch
 
 
 def score_test_split(path, reviews: ReviewModel, batch_rows: int) -> TestScores:
@@ -142,18 +146,36 @@ def confident_mistakes(texts: dict[int, str], y_true: np.ndarray, probs: np.ndar
     return "\n".join(lines) + "\n"
 
 
-def baseline_documents(tp, split: str) -> Iterator[list[str]]:
-    """The baseline's documents of one split, streamed: jieba words, its strongest classic form, also
-    when the model reads characters (the split's tokens are reused when they are words already)."""
+def baseline_batches(tp, split: str, keep: np.ndarray | None = None) -> Iterator[list[list[str]]]:
+    """The baseline's documents of one split, a record batch at a time: jieba words, its strongest
+    classic form, also when the model reads characters (the split's tokens are reused when they are
+    words already). `keep`: a mask over the split's reviews, to yield only those (None: all)."""
     tk, path, rows = tp.tokenize, tp.split.output, tp.split.batch_rows
-    if tk.level == "word":
-        for batch in split_rows(path, split, ["tokens"], rows):
-            yield from batch.column("tokens").to_pylist()
-        return
-    cut = segmenter("word", tk.hmm, tk.user_dict, tk.backend)
-    for batch in split_rows(path, split, ["text"], rows):
-        for text in batch.column("text").to_pylist():
-            yield [t for t in cut(text) if not t.isspace()]
+    column = "tokens" if tk.level == "word" else "text"
+    cut = segmenter("word", tk.hmm, tk.user_dict, tk.backend) if tk.level != "word" else None
+    seen = 0
+    for batch in split_rows(path, split, [column], rows):
+        values = batch.column(column)
+        if keep is not None:
+            values = values.filter(pa.array(keep[seen : seen + len(values)]))
+        seen += batch.num_rows
+        values = values.to_pylist()
+        yield values if cut is None else [[t for t in cut(text) if not t.isspace()] for text in values]
+
+
+def baseline_documents(tp, split: str, keep: np.ndarray | None = None) -> Iterator[list[str]]:
+    """`baseline_batches`, one document at a time."""
+    return itertools.chain.from_iterable(baseline_batches(tp, split, keep))
+
+
+def baseline_sample(n: int, cap: int | None, seed: int) -> np.ndarray | None:
+    """Which of the `n` train reviews the baseline fits on: a seeded uniform sample of `cap` when
+    there are more (its sparse features grow with the reviews), else None (all of them)."""
+    if cap is None or n <= cap:
+        return None
+    keep = np.zeros(n, dtype=bool)
+    keep[np.random.default_rng(seed).choice(n, cap, replace=False)] = True
+    return keep
 
 
 def baseline_probs(tp, labels: dict, num_classes: int) -> tuple[np.ndarray, dict]:
@@ -163,9 +185,11 @@ def baseline_probs(tp, labels: dict, num_classes: int) -> tuple[np.ndarray, dict
     cfg, train = tp.evaluate, tp.train
     train_counts = np.bincount(labels["train"], minlength=num_classes)
     weighted = class_weights(train_counts, num_classes, train.class_weights, train.imbalance_ratio) is not None
+    keep = baseline_sample(len(labels["train"]), cfg.baseline_max_train, train.seed)
+    train_y = labels["train"] if keep is None else labels["train"][keep]
     baseline, chosen = fit_tfidf_baseline(
-        baseline_documents(tp, "train"),
-        labels["train"],
+        baseline_documents(tp, "train", keep),
+        train_y,
         cfg.baseline_ngram_max,
         cfg.baseline_min_df,
         cfg.baseline_C,
@@ -175,10 +199,11 @@ def baseline_probs(tp, labels: dict, num_classes: int) -> tuple[np.ndarray, dict
         labels["val"],
     )
     probs = np.zeros((len(labels["test"]), num_classes), dtype=np.float32)  # as the model's (classify)
-    probs[:, baseline.classes_] = baseline.predict_proba(
-        baseline_documents(tp, "test")
-    )  # a class absent from train stays 0
-    return probs, chosen
+    start = 0
+    for docs in baseline_batches(tp, "test"):  # the features of one batch at a time
+        probs[start : start + len(docs), baseline.classes_] = baseline.predict_proba(docs)  # an absent class stays 0
+        start += len(docs)
+    return probs, {**chosen, "train_reviews": len(train_y)}
 
 
 def per_class(y_true: np.ndarray, probs: np.ndarray, classes: list) -> dict:
@@ -215,13 +240,16 @@ def comparison_metrics(
         edges = length_edges(train_lengths)
         metrics["length_slices"] = length_slices(test.lengths, edges, y_true, {"test": pred, "baseline": base_pred})
     everyone = range(len(classes))
+    fitted, train_reviews = chosen["train_reviews"], len(train_lengths)
+    sample = f" on {fitted:,} of {train_reviews:,} train reviews" if fitted < train_reviews else ""
     metrics.update(
         {
             "test_reviews": len(y_true),
             "classes": [str(c) for c in classes],
             "confusion_matrix": skm.confusion_matrix(y_true, probs.argmax(1), labels=everyone).tolist(),
             "baseline_confusion_matrix": skm.confusion_matrix(y_true, base_probs.argmax(1), labels=everyone).tolist(),
-            "baseline": f"tfidf(1-{ngram_max} gram jieba words)+logreg(C={chosen['C']:g})",
+            "baseline": f"tfidf(1-{ngram_max} gram jieba words)+logreg(C={chosen['C']:g})" + sample,
+            "baseline_train_reviews": chosen["train_reviews"],
             "baseline_C": chosen["C"],
             "baseline_val_macro_f1_by_C": {f"{c:g}": f for c, f in chosen["val_macro_f1_by_C"].items()},
             "beats_baseline": bool(

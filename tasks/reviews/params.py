@@ -105,6 +105,7 @@ class EvaluateClassifier(Section):
     metrics: str
     baseline_ngram_max: Annotated[int, Field(ge=1, le=3)]
     baseline_min_df: Count
+    baseline_max_train: Count | None  # None: every train review
     baseline_C: PositiveFloat | Annotated[list[PositiveFloat], Field(min_length=1)]
     mistakes: Count0
 

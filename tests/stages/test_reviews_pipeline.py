@@ -110,6 +110,31 @@ def test_evaluate_in_small_record_batches_equals_one_read(trained, tmp_path):
     assert (out / mistakes).read_text() == (Path(rp.evaluate.output_dir) / mistakes).read_text()
 
 
+def test_the_baseline_fits_on_a_seeded_sample_when_the_train_split_is_larger_than_its_cap(trained, tmp_path):
+    from tasks.reviews.evaluate import baseline_sample, evaluate
+
+    params, _, _ = trained
+    rp = params.reviews
+    whole = json.loads(Path(rp.evaluate.metrics).read_text())
+    n_train = whole["baseline_train_reviews"]
+    assert n_train > 60 and "train reviews" not in whole["baseline"]  # the tiny split is under the cap: all of it
+    out = tmp_path / "reports"
+    capped = rp.model_copy(
+        update={
+            "evaluate": rp.evaluate.model_copy(
+                update={"output_dir": str(out), "metrics": str(out / "metrics.json"), "baseline_max_train": 60}
+            )
+        }
+    )
+    evaluate(params, capped, "reviews")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["baseline_train_reviews"] == 60 and f"on 60 of {n_train} train reviews" in metrics["baseline"]
+    assert metrics["test_macro_f1"] == whole["test_macro_f1"]  # the model's own scores do not move
+    keep = baseline_sample(n_train, 60, seed=13)
+    assert keep.sum() == 60 and np.array_equal(keep, baseline_sample(n_train, 60, seed=13))
+    assert baseline_sample(n_train, None, 13) is None and baseline_sample(n_train, n_train, 13) is None
+
+
 def test_the_registered_version_is_described_by_its_model_card(trained, tmp_path):
     import mlflow
 
