@@ -74,14 +74,18 @@ def read_batches(path: str | Path, columns: list[str] | None, batch_rows: int) -
     """The rows of a Parquet file in order, `batch_rows` at a time (fewer at the end of a window),
     only `columns` (all when None). Row groups are read a window of about `batch_rows` rows at a
     time, a reader each: one reader over all the row groups keeps memory of those it has read, and
-    its RSS grew with the file (pyarrow 25: +130 MB over 867k reviews' texts alone)."""
+    its RSS grew with the file (pyarrow 25: +130 MB over 867k reviews' texts alone). After each
+    batch, Arrow's allocator (mimalloc) gives back the pages the previous batches freed: it keeps
+    them otherwise, and splitting 867k reviews peaked at 395 MB instead of 290."""
     pf = pq.ParquetFile(path)
     window, rows = [], 0
     for group in range(pf.num_row_groups):
         window.append(group)
         rows += pf.metadata.row_group(group).num_rows
         if rows >= batch_rows or group == pf.num_row_groups - 1:
-            yield from pf.iter_batches(batch_size=batch_rows, row_groups=window, columns=columns)
+            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=window, columns=columns):
+                yield batch
+                pa.default_memory_pool().release_unused()
             window, rows = [], 0
 
 

@@ -91,7 +91,9 @@ class SplitReader:
             tables = read_batches(self.path, columns, self.batch_rows)
         else:
             pf = pq.ParquetFile(self.path)
-            tables = (b for g in row_groups for b in pf.read_row_group(g, columns).to_batches(self.batch_rows))
+            tables = (
+                b for g in row_groups for b in released(pf.read_row_group(g, columns).to_batches(self.batch_rows))
+            )
         for batch in tables:
             batch = batch.filter(pc.equal(batch.column("split"), split))
             if batch.num_rows:
@@ -105,6 +107,13 @@ class SplitReader:
 
     def row_groups(self) -> int:
         return pq.ParquetFile(self.path).num_row_groups
+
+
+def released(batches: list[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """`batches`, with Arrow's allocator giving back freed pages after each (as tasks.split.read_batches)."""
+    for batch in batches:
+        yield batch
+        pa.default_memory_pool().release_unused()
 
 
 def pad(seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
