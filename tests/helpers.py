@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -449,3 +450,37 @@ def write_split_file(path: Path, token_lists, labels, splits, row_group_rows: in
     )
     pq.write_table(table, path, row_group_size=row_group_rows)
     return path
+
+
+def dask_flow_script(flow_source: str, flow_name: str) -> str:
+    """A script that runs `flow_name` (a Prefect flow taking a params file, defined in
+    `flow_source`) on a 2-worker LocalCluster and prints `RESULT <its result as JSON>`. One Prefect
+    API serves the flow and the Dask workers (else each worker starts its own), as on a real
+    deployment where PREFECT_API_URL points every process at the same server."""
+    head = textwrap.dedent(
+        """
+        import json, os, sys
+        from distributed import LocalCluster
+        from prefect import flow
+        from prefect.server.api.server import SubprocessASGIServer
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from flows.scaleout import on_dask, with_task_runner
+        from flows.stages import clean_task, split_task, tokenize_task, vocab_task
+        from tasks.common.params import load_params
+        """
+    )
+    main = textwrap.dedent(
+        f"""
+        if __name__ == "__main__":
+            server = SubprocessASGIServer()
+            server.start(timeout=180)
+            os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the workers
+            with temporary_settings({{PREFECT_API_URL: server.api_url}}), \\
+                    LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+                os.environ["PIPELINE_DASK_ADDRESS"] = cluster.scheduler_address
+                result = with_task_runner({flow_name}, load_params(sys.argv[1]))(sys.argv[1])
+            server.stop()
+            print("RESULT", json.dumps(result))
+        """
+    )
+    return head + textwrap.dedent(flow_source) + main

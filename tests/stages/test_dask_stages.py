@@ -7,7 +7,6 @@ import random
 import re
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,7 +19,7 @@ from tasks.catalog import stage_module
 from tasks.common.params import load_params, task_section
 from tasks.text import tokenize_stream
 from tasks.text.vocab import sum_counts, token_counts_by_split
-from tests.helpers import build_tiny_project, make_reviews, sh, write_params, write_reviews_csv
+from tests.helpers import build_tiny_project, dask_flow_script, make_reviews, sh, write_params, write_reviews_csv
 from tests.stages.test_tokenize_scale import cfg_for, write_clean_reviews
 
 SHARD_ROWS = 50  # 174 reviews, 160 once cleaned, and 180 lyric lines: 3 shards or more per stage
@@ -153,16 +152,8 @@ def test_summed_shard_counts_are_the_file_counts(project, shard_rows):
     assert summed == whole and all(sum(whole[s].values()) > 0 for s in ("train", "val", "test"))
 
 
-FLOW_SCRIPT = """
-    import json, os, sys
-    from distributed import LocalCluster
-    from prefect import flow
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-    from flows.scaleout import on_dask, with_task_runner
-    from flows.stages import clean_task, split_task, vocab_task
-    from tasks.common.params import load_params
-
+FLOW_SCRIPT = dask_flow_script(
+    """
     @flow
     def data_stages(params_file: str) -> dict:
         params = load_params(params_file)
@@ -173,19 +164,9 @@ FLOW_SCRIPT = """
             "reviews-vocab": vocab_task(params, task="reviews"),
             "lyrics-split": split_task(params, task="lyrics"),
         }
-
-    if __name__ == "__main__":
-        # One Prefect API for the flow and the workers, as in tests/stages/test_tokenize_scale.py.
-        server = SubprocessASGIServer()
-        server.start(timeout=180)
-        os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the workers
-        with temporary_settings({PREFECT_API_URL: server.api_url}), \\
-                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
-            os.environ["PIPELINE_DASK_ADDRESS"] = cluster.scheduler_address
-            result = with_task_runner(data_stages, load_params(sys.argv[1]))(sys.argv[1])
-        server.stop()
-        print("RESULT", json.dumps(result))
-"""
+""",
+    "data_stages",
+)
 
 
 def finished_tasks(logs: str, name: str) -> int:
@@ -200,7 +181,7 @@ def test_dask_local_cluster_writes_the_local_files(project):
     for stage in STAGES:
         for path in outputs(params, stage):
             (root / path).unlink()
-    (root / "flow.py").write_text(textwrap.dedent(FLOW_SCRIPT), encoding="utf-8")
+    (root / "flow.py").write_text(FLOW_SCRIPT, encoding="utf-8")
     out = sh([sys.executable, "flow.py", "params.yaml"], root, project["env"], timeout=300)
     result = json.loads(out.stdout.split("RESULT ", 1)[1])
     assert result == {"on_dask": True, **json.loads(json.dumps(project["summaries"]))}

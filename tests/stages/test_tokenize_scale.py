@@ -5,7 +5,6 @@ import json
 import os
 import random
 import sys
-import textwrap
 import time
 from importlib import resources
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.helpers import (
     ROOT,
     assert_one_line_error,
     build_tiny_project,
+    dask_flow_script,
     make_reviews,
     run_stage,
     sh,
@@ -214,33 +214,14 @@ def test_task_runner_from_params_and_env(tmp_path, monkeypatch, reviews_params_f
     assert isinstance(runner, DaskTaskRunner) and runner.address == "tcp://10.0.0.2:8786"
 
 
-FLOW_SCRIPT = """
-    import json, os, sys
-    from distributed import LocalCluster
-    from prefect import flow
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-    from flows.scaleout import on_dask, with_task_runner
-    from flows.stages import tokenize_task
-    from tasks.common.params import load_params
-
+FLOW_SCRIPT = dask_flow_script(
+    """
     @flow
     def tokenize_only(params_file: str) -> dict:
         return {"on_dask": on_dask(), **tokenize_task(load_params(params_file), task="reviews")}
-
-    if __name__ == "__main__":
-        # One Prefect API for the flow and the Dask workers (else each worker starts its own), as on
-        # a real deployment where PREFECT_API_URL points every process at the same server.
-        server = SubprocessASGIServer()
-        server.start(timeout=180)
-        os.environ["PREFECT_API_URL"] = server.api_url  # inherited by the workers
-        with temporary_settings({PREFECT_API_URL: server.api_url}), \\
-                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
-            os.environ["PIPELINE_DASK_ADDRESS"] = cluster.scheduler_address
-            result = with_task_runner(tokenize_only, load_params(sys.argv[1]))(sys.argv[1])
-        server.stop()
-        print("RESULT", json.dumps(result))
-"""
+""",
+    "tokenize_only",
+)
 
 
 @pytest.mark.slow
@@ -261,7 +242,7 @@ def test_dask_local_cluster_gives_the_local_parquet(tmp_path, monkeypatch):
     local = tmp_path / params["reviews"]["tokenize"]["output"]
     local_bytes = local.read_bytes()
     local.unlink()
-    (tmp_path / "flow.py").write_text(textwrap.dedent(FLOW_SCRIPT), encoding="utf-8")
+    (tmp_path / "flow.py").write_text(FLOW_SCRIPT, encoding="utf-8")
     out = sh([sys.executable, "flow.py", "params.yaml"], tmp_path, env, timeout=300)
     result = json.loads(out.stdout.split("RESULT ", 1)[1])
     rows = pq.ParquetFile(local).metadata.num_rows
